@@ -1,0 +1,81 @@
+"""Request signing, draft-cavage HTTP Signatures with hmac-sha256: pure functions, no I/O."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Mapping, Sequence
+from email.utils import formatdate
+
+ALGORITHM = "hmac-sha256"
+
+# The header list the vendor's authentication page signs.
+DEFAULT_SIGNED_HEADERS: tuple[str, ...] = ("(request-target)", "host", "date", "content-type")
+
+
+def http_date(epoch_seconds: float) -> str:
+    """Format a Unix time as an IMF-fixdate in GMT (RFC 9110 section 5.6.7).
+
+    e.g. ``Mon, 30 Nov 2026 07:19:24 GMT``. ``formatdate`` uses fixed English names, so the
+    result does not depend on the locale (the vendor's shell example needs ``LANG=en_US``).
+    """
+    return formatdate(epoch_seconds, usegmt=True)
+
+
+def signing_string(header_names: Sequence[str], values: Mapping[str, str]) -> str:
+    """Build the string to sign: one ``name: value`` line per signed header, joined by ``\\n``.
+
+    draft-cavage-http-signatures-12 section 2.3; no trailing newline. ``values`` maps each
+    lower-case name (including the pseudo-header ``(request-target)``) to its value.
+    """
+    return "\n".join(f"{name}: {values[name]}" for name in header_names)
+
+
+def request_target(method: str, target: str) -> str:
+    """The ``(request-target)`` value: lower-case method, a space, path and query as sent."""
+    return f"{method.lower()} {target}"
+
+
+def hmac_sha256_b64(key: bytes, message: str) -> str:
+    """Base64 of HMAC-SHA256 over the UTF-8 bytes of ``message``, keyed by the raw key bytes."""
+    digest = hmac.new(key, message.encode("utf-8"), hashlib.sha256).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def authorization_header(key_id: str, header_names: Sequence[str], signature: str) -> str:
+    """The ``Authorization`` value in exactly the format of the vendor's authentication page."""
+    return (
+        f'Signature keyId="{key_id}",algorithm="{ALGORITHM}",'
+        f'headers="{" ".join(header_names)}",signature="{signature}"'
+    )
+
+
+def sign(
+    *,
+    key_id: str,
+    secret: bytes,
+    method: str,
+    target: str,
+    host: str,
+    date: str,
+    content_type: str,
+    content_length: int | None = None,
+    header_names: Sequence[str] = DEFAULT_SIGNED_HEADERS,
+) -> str:
+    """Sign one request and return its ``Authorization`` header value.
+
+    ``target`` is the path and query exactly as sent upstream, ``host`` the upstream authority
+    (with the port when it is not the scheme's default), ``secret`` the decoded key bytes.
+    ``content_length`` is needed only when ``content-length`` is among ``header_names``.
+    """
+    values = {
+        "(request-target)": request_target(method, target),
+        "host": host,
+        "date": date,
+        "content-type": content_type,
+    }
+    if content_length is not None:
+        values["content-length"] = str(content_length)
+    text = signing_string(header_names, values)
+    return authorization_header(key_id, header_names, hmac_sha256_b64(secret, text))

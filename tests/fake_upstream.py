@@ -1,0 +1,141 @@
+"""A stand-in for api.remote.it that verifies every signature on its own.
+
+Nothing here imports ``proxy``: the Authorization header is parsed and the HMAC recomputed
+independently, so a bug in the proxy's signer cannot hide behind the same bug here.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+
+REQUIRED = ("(request-target)", "host", "date", "content-type")
+_PARAM = re.compile(r'(\w+)="([^"]*)"')
+
+
+@dataclass
+class Received:
+    """One request as the upstream saw it."""
+
+    method: str
+    raw_path: str
+    headers: list[tuple[str, str]]
+    body_sha256: str
+    body_size: int
+    verified: bool
+    reason: str = ""
+    peer_port: int = 0
+
+    def header(self, name: str) -> str | None:
+        values = [v for k, v in self.headers if k.lower() == name.lower()]
+        assert len(values) <= 1, f"{name} sent {len(values)} times"
+        return values[0] if values else None
+
+
+Responder = Callable[[web.Request, Received], Awaitable[web.StreamResponse]]
+
+
+async def echo(request: web.Request, received: Received) -> web.StreamResponse:
+    return web.json_response(
+        {
+            "method": received.method,
+            "path": received.raw_path,
+            "sha256": received.body_sha256,
+            "size": received.body_size,
+        }
+    )
+
+
+def check_signature(
+    method: str,
+    raw_path: str,
+    headers: CIMultiDictProxy[str] | CIMultiDict[str],
+    keys: dict[str, bytes],
+) -> str:
+    """Verify a draft-cavage hmac-sha256 signature; return '' if valid, else why not."""
+    auth = headers.get("Authorization", "")
+    if not auth.startswith("Signature "):
+        return "no Signature authorization"
+    params = dict(_PARAM.findall(auth[len("Signature ") :]))
+    if params.get("algorithm") != "hmac-sha256":
+        return "algorithm"
+    secret = keys.get(params.get("keyId", ""))
+    if secret is None:
+        return "unknown keyId"
+    names = params.get("headers", "").split(" ")
+    if any(name not in names for name in REQUIRED):
+        return "headers list lacks a required header"
+    lines = []
+    for name in names:
+        if name == "(request-target)":
+            value = f"{method.lower()} {raw_path}"
+        else:
+            values = headers.getall(name, [])
+            if len(values) != 1:
+                return f"{name} sent {len(values)} times"
+            value = values[0]
+        lines.append(f"{name}: {value}")
+    expected = hmac.new(secret, "\n".join(lines).encode(), hashlib.sha256).digest()
+    if not hmac.compare_digest(base64.b64decode(params.get("signature", "")), expected):
+        return "signature mismatch"
+    return ""
+
+
+@dataclass
+class FakeUpstream:
+    """Keys it accepts (key id -> secret bytes), what it received, and how it answers."""
+
+    keys: dict[str, bytes]
+    respond: Responder = echo
+    clock: Callable[[], float] = time.time
+    max_skew: float = 300.0
+    received: list[Received] = field(default_factory=list)
+    url: str = ""
+
+    def verify(self, request: web.Request) -> str:
+        """Return '' when the request is correctly signed and dated, else why not."""
+        reason = check_signature(request.method, request.raw_path, request.headers, self.keys)
+        if reason:
+            return reason
+        try:
+            date = parsedate_to_datetime(request.headers["Date"]).timestamp()
+        except (TypeError, ValueError):
+            return "malformed date"
+        if abs(date - self.clock()) > self.max_skew:
+            return "stale date"
+        return ""
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        digest, size = hashlib.sha256(), 0
+        async for chunk in request.content.iter_any():
+            digest.update(chunk)
+            size += len(chunk)
+        reason = self.verify(request)
+        received = Received(
+            method=request.method,
+            raw_path=request.raw_path,
+            headers=[(k.decode(), v.decode()) for k, v in request.raw_headers],
+            body_sha256=digest.hexdigest(),
+            body_size=size,
+            verified=not reason,
+            reason=reason,
+            peer_port=request.transport.get_extra_info("peername")[1] if request.transport else 0,
+        )
+        self.received.append(received)
+        if reason:
+            return web.json_response({"message": "Unauthorized"}, status=401)
+        return await self.respond(request, received)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        return app
