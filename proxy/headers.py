@@ -1,0 +1,54 @@
+"""Header filtering: what crosses the proxy in each direction (RFC 9110 section 7.6.1)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from multidict import CIMultiDict, CIMultiDictProxy
+
+# Hop-by-hop fields (RFC 9110 section 7.6.1, plus Keep-Alive and Proxy-Connection, which
+# HTTP/1.0-era clients still send) apply to one connection only and are never forwarded.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+# Request fields the proxy owns: Host and Date are set for the upstream and signed, and a
+# client's Authorization must never reach the upstream next to (or instead of) the signature.
+# Expect is answered by this server (100 Continue); forwarding it would make the client library
+# wait for a second interim response that never comes.
+PROXY_OWNED_REQUEST = frozenset({"host", "date", "authorization", "expect"})
+
+
+def connection_tokens(headers: CIMultiDictProxy[str]) -> set[str]:
+    """Field names listed in ``Connection`` (they are hop-by-hop too, section 7.6.1)."""
+    return {
+        token.strip().lower()
+        for value in headers.getall("Connection", ())
+        for token in value.split(",")
+        if token.strip()
+    }
+
+
+def _copy_without(headers: CIMultiDictProxy[str], drop: Iterable[str]) -> CIMultiDict[str]:
+    dropped = frozenset(drop) | connection_tokens(headers)
+    return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in dropped)
+
+
+def request_headers(headers: CIMultiDictProxy[str], extra_drop: frozenset[str]) -> CIMultiDict[str]:
+    """The client's headers to forward, before the proxy adds its own and signs."""
+    return _copy_without(headers, HOP_BY_HOP | PROXY_OWNED_REQUEST | extra_drop)
+
+
+def response_headers(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+    """The upstream's headers to return: all of them but the hop-by-hop ones."""
+    return _copy_without(headers, HOP_BY_HOP)
