@@ -1,0 +1,47 @@
+"""The README's set-up commands, CI and the example config agree with each other and the code."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from proxy.settings import OPTIONS, read_config_file, resolve
+
+ROOT = Path(__file__).parent.parent
+
+
+def shell_blocks(text: str) -> list[str]:
+    return [block.strip() for block in re.findall(r"```sh\n(.*?)```", text, re.S)]
+
+
+def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one() -> None:
+    readme = (ROOT / "README.md").read_text()
+    setup = readme.split("## Set up", 1)[1].split("\n## ", 1)[0]
+    install, test = shell_blocks(setup)
+    assert "remoteit-proxy" in install and "pip install ." in install
+    assert "pytest" in test and "[test]" in test
+    assert test in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def test_example_config_documents_every_setting_with_its_default(tmp_path: Path) -> None:
+    example = (ROOT / "config.example.ini").read_text()
+    # Uncommenting every "# key = value" line must give a valid file equal to the defaults.
+    uncommented = re.sub(r"^# (\w+ = .*)$", r"\1", example, flags=re.M)
+    config = tmp_path / "proxy.ini"
+    config.write_text(uncommented)
+    values = read_config_file(config)
+    assert set(values) == {option.key for option in OPTIONS}
+    home = tmp_path / "home"
+    from_file = resolve({"config": str(config)}, {"HOME": str(home)})
+    defaults = resolve({}, {})
+    for option in OPTIONS:
+        if option.default is not None:
+            assert values[option.key] == option.default
+            assert getattr(from_file, option.key) == getattr(defaults, option.key)
+
+
+def test_readme_configuration_table_lists_every_option() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for option in OPTIONS:
+        assert f"`{option.flag} " in readme and f"`{option.env}`" in readme
+        assert f"`{option.key}`" in readme
