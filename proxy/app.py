@@ -1,155 +1,96 @@
-"""The aiohttp application: one handler that signs each request and streams it both ways."""
+"""Request handling: refuse what must not be forwarded, check the token, then forward."""
 
 from __future__ import annotations
 
+import hmac
 import logging
+import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict
-from yarl import URL
 
-from . import signing
-from .credentials import Credentials
-from .headers import request_headers, response_headers
+from .forward import error_response, forward
+from .reload import CredentialsWatcher
 from .settings import Settings
-from .upstream import classify, create_session
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("proxy.access")
 
-DEFAULT_CONTENT_TYPE = "application/json"
-# The vendor's collection sends it lower-case; header names are case-insensitive (RFC 9110 5.1).
-DEVELOPER_KEY_HEADER = "DeveloperKey"
-_DROP_WITH_DEVELOPER_KEY = frozenset({DEVELOPER_KEY_HEADER.lower()})
-_DROP_NOTHING: frozenset[str] = frozenset()
+# A "%" not followed by two hex digits is invalid in a URI (RFC 3986 section 2.1).
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_BEARER = "bearer "
 
 
 @dataclass
 class ProxyState:
-    """What the handler needs: settings, the current credentials, the upstream session, a clock."""
+    """What the handler needs: settings, current credentials, the upstream session, a clock."""
 
     settings: Settings
-    credentials: Credentials
+    credentials: CredentialsWatcher
     clock: Callable[[], float] = time.time
     session: aiohttp.ClientSession | None = field(default=None, repr=False)
+    outbound_proxy: str | None = field(default=None, repr=False)
+    token: bytes | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.settings.token is not None:
+            self.token = self.settings.token.encode()
 
 
-STATE = web.AppKey("state", ProxyState)
+def _presented_token(request: web.Request) -> bytes | None:
+    for name in ("Authorization", "Proxy-Authorization"):
+        value = request.headers.get(name, "")
+        if value[: len(_BEARER)].lower() == _BEARER:
+            return value[len(_BEARER) :].strip().encode("utf-8", "surrogateescape")
+    return None
 
 
-def error_response(status: int, code: str, message: str) -> web.Response:
-    """The proxy's own error answer: a small JSON body with a stable ``code``."""
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+def _refusal(request: web.Request, state: ProxyState) -> web.Response | None:
+    """Why this request must not be forwarded, as the answer to give; None to forward it."""
+    if request.method == "CONNECT":
+        response = error_response(
+            405, "method_not_allowed", "CONNECT is not supported: this is not an open proxy"
+        )
+        response.headers["Allow"] = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+        return response
+    if not request.raw_path.startswith("/"):
+        # Absolute-form ("GET http://other/ HTTP/1.1") or asterisk-form targets: this proxy
+        # forwards only to its one upstream, never to a host named by the client.
+        return error_response(
+            400, "bad_request_target", "send a path such as /graphql/v1, not a full URL"
+        )
+    if _BAD_PERCENT.search(request.raw_path):
+        return error_response(
+            400,
+            "bad_percent_encoding",
+            "the path or query has a '%' not followed by two hex digits",
+        )
+    if state.token is not None:
+        presented = _presented_token(request)
+        # compare_digest: the time taken does not reveal how much of the token matched.
+        if presented is None or not hmac.compare_digest(presented, state.token):
+            response = error_response(
+                401, "unauthorized", "send the proxy's token as 'Authorization: Bearer TOKEN'"
+            )
+            response.headers["WWW-Authenticate"] = 'Bearer realm="remoteit-proxy"'
+            return response
+    return None
 
 
-def build_upstream_headers(request: web.Request, state: ProxyState) -> tuple[URL, CIMultiDict[str]]:
-    """The URL and headers of the upstream request, signed last, after every other change."""
-    creds, upstream = state.credentials, state.settings.upstream
-    # Byte for byte: no normalising, no re-encoding. Sign the target exactly as the client
-    # library will write it on the wire (it drops an empty "?"), so the two can never differ.
-    url = URL(upstream.origin + upstream.prefix + request.raw_path, encoded=True)
-    target = url.raw_path_qs
-    drop = _DROP_WITH_DEVELOPER_KEY if creds.developer_key else _DROP_NOTHING
-    headers = request_headers(request.headers, drop)
-    content_type = headers.pop("Content-Type", None) or DEFAULT_CONTENT_TYPE
-    date = signing.http_date(state.clock())
-    out = headers
-    out["Host"] = upstream.authority
-    out["Date"] = date
-    out["Content-Type"] = content_type
-    if creds.developer_key:
-        out[DEVELOPER_KEY_HEADER] = creds.developer_key
-    out["Authorization"] = signing.sign(
-        key_id=creds.access_key_id,
-        secret=creds.secret,
-        method=request.method,
-        target=target,
-        host=upstream.authority,
-        date=date,
-        content_type=content_type,
-    )
-    return url, out
-
-
-async def handle(request: web.Request) -> web.StreamResponse:
-    """Forward one request to the upstream and stream the answer back."""
+async def handle(state: ProxyState, request: web.Request) -> web.StreamResponse:
+    """Answer one client request: refuse it, or forward it signed."""
     started = time.perf_counter()
-    response = await _forward(request, request.app[STATE])
+    response = _refusal(request, state) or await forward(request, state)
     access_log.info(
         "%s %s %d %.1fms",
         request.method,
-        request.path,
+        # Raw (still percent-encoded) and without the query: no decoded control characters
+        # can forge log lines, and no query values reach the log.
+        request.raw_path.partition("?")[0],
         response.status,
         (time.perf_counter() - started) * 1000,
     )
     return response
-
-
-async def _forward(request: web.Request, state: ProxyState) -> web.StreamResponse:
-    assert state.session is not None, "the client session is created at application start-up"
-    url, headers = build_upstream_headers(request, state)
-    try:
-        async with state.session.request(
-            request.method,
-            url,
-            headers=headers,
-            data=request.content if request.body_exists else None,
-            allow_redirects=False,  # a redirect is the client's to follow, not ours
-        ) as upstream:
-            response = web.StreamResponse(
-                status=upstream.status,
-                reason=upstream.reason,
-                headers=response_headers(upstream.headers),
-            )
-            await response.prepare(request)
-            await _relay(request, upstream, response)
-            return response
-    except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
-        error = classify(exc, str(state.settings.upstream))
-        log.warning("%s %s: %s (%s)", request.method, request.path, error.message, error.code)
-        return error_response(error.status, error.code, error.message)
-
-
-async def _relay(
-    request: web.Request, upstream: aiohttp.ClientResponse, response: web.StreamResponse
-) -> None:
-    """Copy the upstream body to the client chunk by chunk, as it arrives."""
-    try:
-        async for chunk in upstream.content.iter_any():
-            await response.write(chunk)
-        await response.write_eof()
-    except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
-        # One side broke mid-body. Abort the client connection rather than end the body
-        # cleanly, so that a truncated answer can never look complete (no last chunk, short
-        # Content-Length); close the upstream connection too so it is not reused.
-        log.warning(
-            "%s %s: transfer aborted mid-body (%s)",
-            request.method,
-            request.path,
-            type(exc).__name__,
-        )
-        upstream.close()
-        if request.transport is not None:
-            request.transport.abort()
-
-
-def create_app(
-    settings: Settings, credentials: Credentials, clock: Callable[[], float] = time.time
-) -> web.Application:
-    """The proxy application; the upstream session lives as long as the application."""
-    app = web.Application()
-    app[STATE] = ProxyState(settings=settings, credentials=credentials, clock=clock)
-
-    async def session_context(app: web.Application) -> AsyncIterator[None]:
-        state = app[STATE]
-        state.session = create_session(settings)
-        yield
-        await state.session.close()
-
-    app.cleanup_ctx.append(session_context)
-    app.router.add_route("*", "/{tail:.*}", handle)
-    return app

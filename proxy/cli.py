@@ -11,19 +11,16 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from aiohttp import web
-
 from . import __version__
-from .app import create_app
 from .credentials import Credentials, load_credentials
-from .errors import ConfigError, ListenError
+from .errors import ConfigError
+from .server import ProxyService
 from .settings import CONFIG_OPTION, OPTIONS, Settings, resolve
 
 log = logging.getLogger("proxy")
 
 EXIT_OK = 0
 EXIT_CONFIG = 2
-SHUTDOWN_TIMEOUT = 10.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,21 +32,28 @@ def build_parser() -> argparse.ArgumentParser:
         "<name> in the [proxy] section of the --config file; the command line wins.",
     )
     parser.add_argument(
-        "command",
-        nargs="?",
-        choices=["serve"],
-        default="serve",
-        help="serve (the default): run the proxy",
+        "command", nargs="?", choices=["serve"], default="serve", help="serve (default): run"
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     for option in (CONFIG_OPTION, *OPTIONS):
+        env = f"env {option.env}"
+        if option.is_flag:
+            parser.add_argument(
+                option.flag,
+                dest=option.key,
+                action="store_const",
+                const="true",
+                default=argparse.SUPPRESS,
+                help=f"{option.help}; {env}=true",
+            )
+            continue
         default = f" (default {option.default})" if option.default is not None else ""
         parser.add_argument(
             option.flag,
             dest=option.key,
             metavar=option.metavar,
             default=argparse.SUPPRESS,
-            help=f"{option.help}{default}; env {option.env}",
+            help=f"{option.help}{default}; {env}",
         )
     return parser
 
@@ -64,44 +68,49 @@ def setup_logging(level: str) -> None:
     logging.getLogger("proxy").setLevel(level.upper())
 
 
+def raise_open_file_limit() -> None:
+    """Each client connection and its upstream connection take a file descriptor each."""
+    with contextlib.suppress(ImportError, ValueError, OSError):
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or hard > soft:
+            target = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, target), hard))
+
+
 async def serve(settings: Settings, credentials: Credentials) -> None:
     """Run the proxy until SIGINT or SIGTERM, then let in-flight requests finish."""
-    runner = web.AppRunner(
-        create_app(settings, credentials), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT
-    )
-    await runner.setup()
-    site = web.TCPSite(runner, settings.listen.host, settings.listen.port)
-    try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        raise ListenError(
-            f"cannot listen on {settings.listen} ({exc.strerror or exc}): stop whatever uses it "
-            "or choose another address with --listen"
-        ) from None
-    addresses = ", ".join(
-        f"http://[{a[0]}]:{a[1]}" if ":" in a[0] else f"http://{a[0]}:{a[1]}"
-        for a in runner.addresses
-    )
+    service = ProxyService(settings, credentials)
+    addresses = await service.start()
     log.info(
         "remoteit-proxy %s listening on %s, forwarding to %s, profile %s, key %s",
         __version__,
-        addresses,
+        ", ".join(addresses),
         settings.upstream,
         credentials.profile,
         credentials.masked_key_id,
     )
+    if settings.token is None and not settings.listen.is_loopback:
+        log.warning(
+            "--allow-unauthenticated: anyone who can reach %s can use your Remote.It account",
+            settings.listen,
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        # Windows has no add_signal_handler: there Ctrl+C raises KeyboardInterrupt instead.
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, stop.set)
+    # Windows has no add_signal_handler: there Ctrl+C raises KeyboardInterrupt instead.
+    with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, service.watcher.reload, "SIGHUP")
     try:
         await stop.wait()
     finally:
-        log.info("shutting down")
-        await runner.cleanup()
+        log.info(
+            "shutting down: finishing requests in flight (up to %gs)", settings.shutdown_timeout
+        )
+        await service.stop()
+        log.info("stopped")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -112,6 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = resolve(given, os.environ)
         setup_logging(settings.log_level)
         credentials = load_credentials(settings.credentials, settings.profile, os.environ)
+        raise_open_file_limit()
         asyncio.run(serve(settings, credentials))
     except ConfigError as exc:
         print(f"remoteit-proxy: error: {exc}", file=sys.stderr)

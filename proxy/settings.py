@@ -3,55 +3,23 @@
 from __future__ import annotations
 
 import configparser
-import ipaddress
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
+from .addresses import Listen, Upstream, parse_listen, parse_upstream
 from .credentials import DEFAULT_PROFILE, default_credentials_path
 from .errors import ConfigError
 
+__all__ = ["OPTIONS", "Option", "Settings", "parse_listen", "parse_upstream", "resolve"]
+
 ENV_PREFIX = "REMOTEIT_PROXY_"
 CONFIG_SECTION = "proxy"
-DEFAULT_PORTS = {"http": 80, "https": 443}
 LOG_LEVELS = ("debug", "info", "warning", "error")
-
-
-@dataclass(frozen=True)
-class Listen:
-    """A TCP address to listen on."""
-
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-
-@dataclass(frozen=True)
-class Upstream:
-    """The one origin (plus optional path prefix) every request is forwarded to."""
-
-    scheme: str
-    host: str
-    port: int
-    prefix: str
-
-    @property
-    def authority(self) -> str:
-        """Host as sent and signed: lower-case, with the port unless it is the scheme's default."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return host if DEFAULT_PORTS[self.scheme] == self.port else f"{host}:{self.port}"
-
-    @property
-    def origin(self) -> str:
-        return f"{self.scheme}://{self.authority}"
-
-    def __str__(self) -> str:
-        return self.origin + self.prefix
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+_TOKEN = re.compile(r"[\x21-\x7e]+")
 
 
 @dataclass(frozen=True)
@@ -65,90 +33,14 @@ class Settings:
     log_level: str
     connect_timeout: float
     read_timeout: float
+    token: str | None = field(default=None, repr=False)
+    token_file: Path | None = None
+    allow_unauthenticated: bool = False
+    socket_mode: int = 0o600
+    ca_bundle: Path | None = None
+    insecure_skip_verify: bool = False
+    shutdown_timeout: float = 10.0
     config: Path | None = None
-
-
-@dataclass(frozen=True)
-class Option:
-    """One setting: its long option, environment variable and config key derive from ``name``."""
-
-    name: str
-    default: str | None
-    help: str
-    metavar: str = "VALUE"
-
-    @property
-    def flag(self) -> str:
-        return f"--{self.name}"
-
-    @property
-    def env(self) -> str:
-        return ENV_PREFIX + self.name.upper().replace("-", "_")
-
-    @property
-    def key(self) -> str:
-        return self.name.replace("-", "_")
-
-
-OPTIONS: tuple[Option, ...] = (
-    Option("listen", "127.0.0.1:8181", "address to listen on, HOST:PORT or [IPv6]:PORT", "ADDR"),
-    Option("upstream", "https://api.remote.it", "API origin (and path prefix)", "URL"),
-    Option("credentials", None, "credentials file (default ~/.remoteit/credentials)", "PATH"),
-    Option("profile", DEFAULT_PROFILE, "profile (section) of the credentials file", "NAME"),
-    Option("log-level", "info", "debug, info, warning or error", "LEVEL"),
-    Option("connect-timeout", "10", "seconds to wait for the upstream connection", "SECONDS"),
-    Option("read-timeout", "60", "seconds to wait for each read from the upstream", "SECONDS"),
-)
-CONFIG_OPTION = Option("config", None, "INI file with a [proxy] section of settings", "FILE")
-
-
-def parse_listen(value: str, origin: str) -> Listen:
-    """Parse ``HOST:PORT`` or ``[IPV6]:PORT``."""
-    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})", value) or re.fullmatch(
-        r"([A-Za-z0-9.-]+):(\d{1,5})", value
-    )
-    if match is None or int(match.group(2)) > 65535:
-        raise ConfigError(
-            f"{origin}: {value!r} is not an address to listen on; "
-            "use HOST:PORT, e.g. 127.0.0.1:8181 or [::1]:8181"
-        )
-    return Listen(match.group(1), int(match.group(2)))
-
-
-_HOSTNAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\.?")
-
-
-def _valid_host(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-        return True
-    except ValueError:
-        return _HOSTNAME.fullmatch(host) is not None
-
-
-def parse_upstream(value: str, origin: str) -> Upstream:
-    """Parse an ``http(s)://host[:port][/prefix]`` URL, rejecting anything else."""
-    hint = "use an http(s) URL such as https://api.remote.it"
-    # Echo the value only without any user:password part, which may hold a secret.
-    shown = repr(re.sub(r"//[^/@]*@", "//***@", value))
-    try:
-        parts = urlsplit(value)
-        port = parts.port
-    except ValueError:
-        raise ConfigError(f"{origin}: {shown} is not a valid URL; {hint}") from None
-    host = (parts.hostname or "").lower()
-    if parts.scheme not in DEFAULT_PORTS or not _valid_host(host) or port == 0:
-        raise ConfigError(f"{origin}: {shown} is not an http or https URL with a host; {hint}")
-    if "@" in parts.netloc or "?" in value or "#" in value:
-        raise ConfigError(
-            f"{origin}: {shown} may not contain a user, a query or a fragment; {hint}"
-        )
-    return Upstream(
-        scheme=parts.scheme,
-        host=host,
-        port=port if port is not None else DEFAULT_PORTS[parts.scheme],
-        prefix=parts.path.rstrip("/"),
-    )
 
 
 def _parse_seconds(value: str, origin: str) -> float:
@@ -173,15 +65,88 @@ def _parse_text(value: str, origin: str) -> str:
     return value
 
 
-PARSERS: Mapping[str, Callable[[str, str], Any]] = {
-    "listen": parse_listen,
-    "upstream": parse_upstream,
-    "credentials": lambda value, origin: Path(_parse_text(value, origin)).expanduser(),
-    "profile": _parse_text,
-    "log-level": _parse_log_level,
-    "connect-timeout": _parse_seconds,
-    "read-timeout": _parse_seconds,
-}
+def _parse_path(value: str, origin: str) -> Path:
+    return Path(_parse_text(value, origin)).expanduser()
+
+
+def _parse_bool(value: str, origin: str) -> bool:
+    if value.lower() not in _TRUE + _FALSE:
+        raise ConfigError(f"{origin}: {value!r} is not true or false")
+    return value.lower() in _TRUE
+
+
+def _parse_mode(value: str, origin: str) -> int:
+    try:
+        mode = int(value.removeprefix("0o"), 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= 0o777:
+        raise ConfigError(f"{origin}: {value!r} is not an octal file mode such as 0600 or 0660")
+    return mode
+
+
+def _parse_token(value: str, origin: str) -> str:
+    # Never echo the value: it is a secret.
+    if not _TOKEN.fullmatch(value):
+        raise ConfigError(f"{origin}: the token must be printable ASCII without spaces")
+    return value
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its long option, environment variable and config key derive from ``name``."""
+
+    name: str
+    default: str | None
+    help: str
+    parse: Callable[[str, str], Any] = field(repr=False)
+    metavar: str = "VALUE"
+    is_flag: bool = False
+
+    @property
+    def flag(self) -> str:
+        return f"--{self.name}"
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper().replace("-", "_")
+
+    @property
+    def key(self) -> str:
+        return self.name.replace("-", "_")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("listen", "127.0.0.1:8181", "HOST:PORT, [IPv6]:PORT or unix:PATH", parse_listen, "ADDR"),
+    Option(
+        "upstream", "https://api.remote.it", "API origin and path prefix", parse_upstream, "URL"
+    ),
+    Option("credentials", None, "credentials file (~/.remoteit/credentials)", _parse_path, "PATH"),
+    Option("profile", DEFAULT_PROFILE, "profile of the credentials file", _parse_text, "NAME"),
+    Option("log-level", "info", "debug, info, warning or error", _parse_log_level, "LEVEL"),
+    Option("connect-timeout", "10", "seconds to connect to the upstream", _parse_seconds, "S"),
+    Option("read-timeout", "60", "seconds to wait for each upstream read", _parse_seconds, "S"),
+    Option("token", None, "clients must send Authorization: Bearer TOKEN", _parse_token, "TOKEN"),
+    Option("token-file", None, "read the token from this file", _parse_path, "PATH"),
+    Option(
+        "allow-unauthenticated",
+        "false",
+        "allow a non-loopback address without a token",
+        _parse_bool,
+        is_flag=True,
+    ),
+    Option("socket-mode", "0600", "file mode of a unix socket", _parse_mode, "MODE"),
+    Option("ca-bundle", None, "extra CA certificates to trust (PEM)", _parse_path, "PATH"),
+    Option(
+        "insecure-skip-verify",
+        "false",
+        "do not verify the upstream's TLS certificate",
+        _parse_bool,
+        is_flag=True,
+    ),
+    Option("shutdown-timeout", "10", "seconds in-flight requests get at exit", _parse_seconds, "S"),
+)
+CONFIG_OPTION = Option("config", None, "INI file with a [proxy] section", _parse_path, "FILE")
 
 
 def read_config_file(path: Path) -> dict[str, str]:
@@ -212,6 +177,29 @@ def read_config_file(path: Path) -> dict[str, str]:
     return values
 
 
+def _read_token_file(path: Path) -> str:
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"--token-file: cannot read {path} ({reason})") from None
+    if not token:
+        raise ConfigError(f"--token-file: {path} is empty; write the token into it")
+    return _parse_token(token, f"--token-file {path}")
+
+
+def _check_exposure(values: Mapping[str, Any]) -> None:
+    listen: Listen = values["listen"]
+    if listen.is_loopback or values["token"] is not None or values["allow_unauthenticated"]:
+        return
+    raise ConfigError(
+        f"refusing to listen on {listen} without a token: anyone who can reach that address "
+        "could use your Remote.It account through this proxy. Set a token that clients must "
+        "send (--token, REMOTEIT_PROXY_TOKEN or --token-file), or, on a network you trust, "
+        "pass --allow-unauthenticated"
+    )
+
+
 def resolve(cli: Mapping[str, str], environ: Mapping[str, str]) -> Settings:
     """Resolve every option: command line > environment > config file > defaults.
 
@@ -237,7 +225,12 @@ def resolve(cli: Mapping[str, str], environ: Mapping[str, str]) -> Settings:
         else:
             values[option.key] = None
             continue
-        values[option.key] = PARSERS[option.name](raw.strip(), origin)
+        values[option.key] = option.parse(raw.strip(), origin)
     if values["credentials"] is None:
         values["credentials"] = default_credentials_path()
+    if values["token_file"] is not None:
+        if values["token"] is not None:
+            raise ConfigError("--token and --token-file are both set; use only one of them")
+        values["token"] = _read_token_file(values["token_file"])
+    _check_exposure(values)
     return Settings(config=config_path, **values)

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestServer
 from fake_upstream import FakeUpstream
+from yarl import URL
 
-from proxy.app import create_app
 from proxy.credentials import load_credentials
+from proxy.server import ProxyService
 from proxy.settings import resolve
 
 KEY_ID = "TESTKEYID0000000ABCD"
@@ -43,30 +47,69 @@ async def upstream(aiohttp_server: Callable[..., Awaitable[TestServer]]) -> Fake
     return fake
 
 
-ProxyFactory = Callable[..., Awaitable[TestClient]]
+class ProxyClient:
+    """A client session aimed at a running proxy, with the request helpers the tests use."""
+
+    def __init__(self, service: ProxyService, session: aiohttp.ClientSession) -> None:
+        self.service = service
+        self.session = session
+        url = URL(service.addresses[0])
+        self.host, self.port = url.host or "", url.port or 0
+
+    def url(self, target: str) -> URL:
+        """A URL whose path and query are sent exactly as written."""
+        return URL(f"http://{self.host}:{self.port}{target}", encoded=True)
+
+    def request(self, method: str, target: str, **kwargs: Any) -> Any:
+        return self.session.request(method, self.url(target), **kwargs)
+
+    def get(self, target: str, **kwargs: Any) -> Any:
+        return self.request("GET", target, **kwargs)
+
+    def head(self, target: str, **kwargs: Any) -> Any:
+        return self.request("HEAD", target, **kwargs)
+
+    def post(self, target: str, **kwargs: Any) -> Any:
+        return self.request("POST", target, **kwargs)
+
+
+ProxyFactory = Callable[..., Awaitable[ProxyClient]]
 
 
 @pytest.fixture
-def make_proxy(
-    aiohttp_client: Callable[..., Awaitable[TestClient]],
-    upstream: FakeUpstream,
-    credentials_file: Path,
-) -> ProxyFactory:
-    """Start the proxy app in front of the fake upstream; keyword arguments are settings."""
+async def make_proxy(upstream: FakeUpstream, credentials_file: Path) -> AsyncIterator[ProxyFactory]:
+    """Start the proxy in front of the fake upstream; keyword arguments are settings."""
+    started: list[tuple[ProxyService, aiohttp.ClientSession]] = []
 
     async def make(
-        environ: dict[str, str] | None = None, clock: Callable[[], float] | None = None, **cli: str
-    ) -> TestClient:
-        given = {"upstream": upstream.url, "credentials": str(credentials_file)}
+        environ: dict[str, str] | None = None,
+        clock: Callable[[], float] = time.time,
+        reload_interval: float = 1.0,
+        **cli: str,
+    ) -> ProxyClient:
+        given = {
+            "listen": "127.0.0.1:0",
+            "upstream": upstream.url,
+            "credentials": str(credentials_file),
+        }
         given.update({k.replace("_", "-"): v for k, v in cli.items()})
-        settings = resolve(given, environ or {})
-        creds = load_credentials(settings.credentials, settings.profile, environ or {})
-        app = create_app(settings, creds) if clock is None else create_app(settings, creds, clock)
-        return await aiohttp_client(app, auto_decompress=False)
+        env = environ or {}
+        settings = resolve(given, env)
+        creds = load_credentials(settings.credentials, settings.profile, env)
+        service = ProxyService(
+            settings, creds, environ=env, clock=clock, reload_interval=reload_interval
+        )
+        await service.start()
+        session = aiohttp.ClientSession(auto_decompress=False)
+        started.append((service, session))
+        return ProxyClient(service, session)
 
-    return make
+    yield make
+    for service, session in started:
+        await session.close()
+        await service.stop()
 
 
 @pytest.fixture
-async def proxy(make_proxy: ProxyFactory) -> TestClient:
+async def proxy(make_proxy: ProxyFactory) -> ProxyClient:
     return await make_proxy()

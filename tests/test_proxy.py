@@ -12,17 +12,11 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
-from conftest import DEVELOPER_KEY, KEY_ID, ProxyFactory
+from conftest import DEVELOPER_KEY, KEY_ID, ProxyClient, ProxyFactory
 from fake_upstream import FakeUpstream, Received
 from yarl import URL
 
 MIB = 1024 * 1024
-
-
-def raw_url(client: TestClient, target: str) -> URL:
-    """A URL whose path and query the client sends exactly as written."""
-    return URL(f"http://{client.host}:{client.port}{target}", encoded=True)
 
 
 def pattern(size: int) -> bytes:
@@ -37,7 +31,7 @@ def last(upstream: FakeUpstream) -> Received:
 
 
 async def test_get_with_query_string_is_signed_and_answered(
-    proxy: TestClient, upstream: FakeUpstream
+    proxy: ProxyClient, upstream: FakeUpstream
 ) -> None:
     response = await proxy.get("/apv/v27/device/list/all?size=50&from=100&sort=-name")
     assert response.status == 200
@@ -52,7 +46,7 @@ async def test_get_with_query_string_is_signed_and_answered(
 
 
 async def test_post_json_passes_body_and_content_type(
-    proxy: TestClient, upstream: FakeUpstream
+    proxy: ProxyClient, upstream: FakeUpstream
 ) -> None:
     query = json.dumps({"query": "{ login { email } }"}).encode()
     response = await proxy.post(
@@ -67,7 +61,7 @@ async def test_post_json_passes_body_and_content_type(
 
 @pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "OPTIONS", "PROPFIND"])
 async def test_every_method_is_forwarded_and_signed(
-    proxy: TestClient, upstream: FakeUpstream, method: str
+    proxy: ProxyClient, upstream: FakeUpstream, method: str
 ) -> None:
     response = await proxy.request(method, "/apv/v27/thing/1", data=b'{"a":1}')
     assert response.status == 200
@@ -75,7 +69,7 @@ async def test_every_method_is_forwarded_and_signed(
 
 
 async def test_head_keeps_headers_and_sends_no_body(
-    proxy: TestClient, upstream: FakeUpstream
+    proxy: ProxyClient, upstream: FakeUpstream
 ) -> None:
     async def sized(request: web.Request, received: Received) -> web.StreamResponse:
         return web.Response(body=b"0123456789", content_type="text/plain")
@@ -98,9 +92,9 @@ async def test_head_keeps_headers_and_sends_no_body(
     ],
 )
 async def test_path_and_query_reach_upstream_byte_for_byte(
-    proxy: TestClient, upstream: FakeUpstream, target: str
+    proxy: ProxyClient, upstream: FakeUpstream, target: str
 ) -> None:
-    async with proxy.session.get(raw_url(proxy, target)) as response:
+    async with proxy.get(target) as response:
         assert response.status == 200
     assert last(upstream).raw_path == target
 
@@ -109,7 +103,7 @@ async def test_path_and_query_reach_upstream_byte_for_byte(
     ("sent", "forwarded"), [("/trailing/?", "/trailing/"), ("/a?b=1#frag", "/a?b=1")]
 )
 async def test_what_is_signed_is_what_is_sent(
-    proxy: TestClient, upstream: FakeUpstream, sent: str, forwarded: str
+    proxy: ProxyClient, upstream: FakeUpstream, sent: str, forwarded: str
 ) -> None:
     # Written on a raw socket: client libraries would drop these parts before sending.
     reader, writer = await asyncio.open_connection(proxy.host, proxy.port)
@@ -138,7 +132,7 @@ async def test_date_comes_from_the_clock(make_proxy: ProxyFactory, upstream: Fak
 
 
 async def test_client_authorization_date_and_host_are_replaced(
-    proxy: TestClient, upstream: FakeUpstream
+    proxy: ProxyClient, upstream: FakeUpstream
 ) -> None:
     response = await proxy.get(
         "/graphql/v1",
@@ -159,7 +153,7 @@ async def test_client_authorization_date_and_host_are_replaced(
 
 
 async def test_hop_by_hop_request_headers_are_removed(
-    proxy: TestClient, upstream: FakeUpstream
+    proxy: ProxyClient, upstream: FakeUpstream
 ) -> None:
     response = await proxy.get(
         "/graphql/v1",
@@ -190,7 +184,7 @@ async def test_hop_by_hop_request_headers_are_removed(
 
 
 async def test_request_headers_pass_through_with_repeats(
-    proxy: TestClient, upstream: FakeUpstream
+    proxy: ProxyClient, upstream: FakeUpstream
 ) -> None:
     headers = [
         ("X-Trace", "one"),
@@ -210,7 +204,7 @@ async def test_request_headers_pass_through_with_repeats(
 
 
 async def test_response_status_headers_and_body_come_back_unchanged(
-    proxy: TestClient, upstream: FakeUpstream
+    proxy: ProxyClient, upstream: FakeUpstream
 ) -> None:
     body = b'{"status":"false","reason":"[0102] nope"}'
 
@@ -234,7 +228,7 @@ async def test_response_status_headers_and_body_come_back_unchanged(
 
 
 async def test_content_encoding_is_passed_through_compressed(
-    proxy: TestClient, upstream: FakeUpstream
+    proxy: ProxyClient, upstream: FakeUpstream
 ) -> None:
     compressed = gzip.compress(b'{"data":{"login":{"email":"a@example.com"}}}')
 
@@ -252,7 +246,7 @@ async def test_content_encoding_is_passed_through_compressed(
 
 
 async def test_redirects_are_returned_not_followed(
-    proxy: TestClient, upstream: FakeUpstream
+    proxy: ProxyClient, upstream: FakeUpstream
 ) -> None:
     async def redirect(request: web.Request, received: Received) -> web.StreamResponse:
         return web.Response(status=302, headers={"Location": "https://elsewhere.example/x"})
@@ -287,13 +281,13 @@ async def test_developer_key_is_sent_on_every_request_and_replaces_the_clients(
 
 
 async def test_no_developer_key_header_without_a_developer_key(
-    proxy: TestClient, upstream: FakeUpstream
+    proxy: ProxyClient, upstream: FakeUpstream
 ) -> None:
     assert (await proxy.get("/graphql/v1")).status == 200
     assert last(upstream).header("DeveloperKey") is None
 
 
-async def test_upstream_connections_are_reused(proxy: TestClient, upstream: FakeUpstream) -> None:
+async def test_upstream_connections_are_reused(proxy: ProxyClient, upstream: FakeUpstream) -> None:
     for _ in range(5):
         response = await proxy.post("/graphql/v1", data=b"{}")
         assert response.status == 200
@@ -308,7 +302,7 @@ async def chunks(data: bytes, size: int = 256 * 1024) -> AsyncIterator[bytes]:
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 async def test_large_upload_streams_through(
-    proxy: TestClient, upstream: FakeUpstream, chunked: bool
+    proxy: ProxyClient, upstream: FakeUpstream, chunked: bool
 ) -> None:
     data = pattern(48 * MIB + 7)
     payload = chunks(data) if chunked else data
@@ -325,7 +319,7 @@ async def test_large_upload_streams_through(
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 async def test_large_download_streams_through(
-    proxy: TestClient, upstream: FakeUpstream, chunked: bool
+    proxy: ProxyClient, upstream: FakeUpstream, chunked: bool
 ) -> None:
     data = pattern(48 * MIB + 5)
 

@@ -51,6 +51,12 @@ def summary(settings: Settings) -> dict[str, Any]:
         "log-level": settings.log_level,
         "connect-timeout": settings.connect_timeout,
         "read-timeout": settings.read_timeout,
+        "token": settings.token,
+        "allow-unauthenticated": settings.allow_unauthenticated,
+        "socket-mode": settings.socket_mode,
+        "ca-bundle": settings.ca_bundle,
+        "insecure-skip-verify": settings.insecure_skip_verify,
+        "shutdown-timeout": settings.shutdown_timeout,
     }
 
 
@@ -66,6 +72,13 @@ def test_option_table_names_env_and_keys() -> None:
         "log-level",
         "connect-timeout",
         "read-timeout",
+        "token",
+        "token-file",
+        "allow-unauthenticated",
+        "socket-mode",
+        "ca-bundle",
+        "insecure-skip-verify",
+        "shutdown-timeout",
     ]
     by_name = {o.name: o for o in OPTIONS}
     assert by_name["log-level"].flag == "--log-level"
@@ -101,6 +114,13 @@ def test_option_table_defaults_match_resolved_defaults() -> None:
         "log-level": "info",
         "connect-timeout": "10",
         "read-timeout": "60",
+        "token": None,
+        "token-file": None,
+        "allow-unauthenticated": "false",
+        "socket-mode": "0600",
+        "ca-bundle": None,
+        "insecure-skip-verify": "false",
+        "shutdown-timeout": "10",
     }
 
 
@@ -116,6 +136,12 @@ LAYER_VALUES: dict[str, dict[str, tuple[str, Any]]] = {
         "log-level": ("debug", "debug"),
         "connect-timeout": ("1", 1.0),
         "read-timeout": ("4", 4.0),
+        "token": ("cli-token", "cli-token"),
+        "allow-unauthenticated": ("true", True),
+        "socket-mode": ("0660", 0o660),
+        "ca-bundle": ("/cli/ca.pem", Path("/cli/ca.pem")),
+        "insecure-skip-verify": ("false", False),
+        "shutdown-timeout": ("7", 7.0),
     },
     "env": {
         "listen": ("[::1]:2222", "[::1]:2222"),
@@ -125,6 +151,12 @@ LAYER_VALUES: dict[str, dict[str, tuple[str, Any]]] = {
         "log-level": ("WARNING", "warning"),
         "connect-timeout": ("2.5", 2.5),
         "read-timeout": ("5", 5.0),
+        "token": ("env-token", "env-token"),
+        "allow-unauthenticated": ("0", False),
+        "socket-mode": ("640", 0o640),
+        "ca-bundle": ("/env/ca.pem", Path("/env/ca.pem")),
+        "insecure-skip-verify": ("TRUE", True),
+        "shutdown-timeout": ("8", 8.0),
     },
     "file": {
         "listen": ("localhost:3333", "localhost:3333"),
@@ -134,6 +166,12 @@ LAYER_VALUES: dict[str, dict[str, tuple[str, Any]]] = {
         "log-level": ("error", "error"),
         "connect-timeout": ("3", 3.0),
         "read-timeout": ("6", 6.0),
+        "token": ("file-token", "file-token"),
+        "allow-unauthenticated": ("on", True),
+        "socket-mode": ("0o600", 0o600),
+        "ca-bundle": ("/file/ca.pem", Path("/file/ca.pem")),
+        "insecure-skip-verify": ("no", False),
+        "shutdown-timeout": ("9", 9.0),
     },
 }
 
@@ -424,7 +462,8 @@ def test_read_config_file(tmp_path: Path) -> None:
 
 
 def test_every_option_key_is_accepted_in_the_config_file(tmp_path: Path) -> None:
-    body = "".join(f"{option.key} = {LAYER_VALUES['file'][option.name][0]}\n" for option in OPTIONS)
+    file_values = {name: raw for name, (raw, _) in LAYER_VALUES["file"].items()}
+    body = "".join(f"{o.key} = {file_values.get(o.name, '/some/path')}\n" for o in OPTIONS)
     values = read_config_file(write_config(tmp_path / "proxy.ini", body))
     assert set(values) == {option.key for option in OPTIONS}
 

@@ -1,0 +1,190 @@
+"""Serving: listeners (TCP, unix socket), JSON parse errors, start-up and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import functools
+import logging
+import os
+import socket
+import stat
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from aiohttp import http_exceptions, web
+from aiohttp.web_protocol import RequestHandler
+
+from .app import ProxyState, handle
+from .credentials import Credentials
+from .errors import ListenError
+from .forward import error_response
+from .reload import CredentialsWatcher
+from .settings import Settings
+from .upstream import create_session, outbound_proxy
+
+log = logging.getLogger(__name__)
+BACKLOG = 1024
+
+
+class _JSONErrorHandler(RequestHandler):
+    """aiohttp's connection handler, answering its own errors (bad requests) as short JSON.
+
+    The default text answer and log line quote the offending bytes, which may hold a token.
+    """
+
+    def handle_error(
+        self,
+        request: Any,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if isinstance(exc, http_exceptions.LineTooLong):
+            status, code, text = 431, "header_too_large", "a request line or header is too long"
+        elif isinstance(exc, http_exceptions.BadHttpMethod):
+            code, text = "bad_method", "the request method is not a valid HTTP token"
+        elif status == 400:
+            code, text = "bad_request", "the request is not valid HTTP/1.1"
+        else:
+            code, text = "internal_error", "the proxy failed to handle the request"
+        if status >= 500 and exc is not None:
+            # The stack only: exception messages from libraries may quote header values.
+            stack = "".join(traceback.format_tb(exc.__traceback__))
+            log.error("internal error (%s):\n%s", type(exc).__name__, stack)
+        else:
+            log.info("bad request from %s: %s", request.remote, code)
+        if request.writer.output_size > 0:
+            raise ConnectionError("the response was already started")
+        response = error_response(status, code, text)
+        response.force_close()
+        return response
+
+
+class _Server(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _JSONErrorHandler(self, loop=self._loop, **self._kwargs)
+
+
+def bind_unix(path: os.PathLike[str], mode: int) -> socket.socket:
+    """A listening unix socket created with ``mode``; a stale socket file is replaced."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        pass
+    else:
+        if not stat.S_ISSOCK(st.st_mode):
+            raise ListenError(
+                f"cannot listen on unix:{path}: it exists and is not a socket "
+                "(left untouched); choose another path"
+            )
+        with socket.socket(socket.AF_UNIX) as probe:
+            try:
+                probe.connect(os.fspath(path))
+            except (ConnectionRefusedError, FileNotFoundError):
+                os.unlink(path)  # stale, from a run that crashed
+            else:
+                raise ListenError(
+                    f"cannot listen on unix:{path}: another process is "
+                    "serving on it; stop it or choose another path"
+                )
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    # umask makes the socket private from the moment it exists; chmod then widens it if asked.
+    old = os.umask(0o177)
+    try:
+        sock.bind(os.fspath(path))
+    except OSError as exc:
+        sock.close()
+        raise ListenError(
+            f"cannot listen on unix:{path} ({exc.strerror}); check the "
+            "directory exists and is writable"
+        ) from None
+    finally:
+        os.umask(old)
+    os.chmod(path, mode)
+    return sock
+
+
+class ProxyService:
+    """The running proxy: upstream session, credential watcher and listeners."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        credentials: Credentials,
+        *,
+        environ: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.time,
+        reload_interval: float = 1.0,
+    ) -> None:
+        environ = os.environ if environ is None else environ
+        self.settings = settings
+        self.watcher = CredentialsWatcher(
+            credentials, settings.credentials, settings.profile, environ
+        )
+        self.state = ProxyState(settings=settings, credentials=self.watcher, clock=clock)
+        self.state.outbound_proxy = outbound_proxy(settings.upstream, environ)
+        self._reload_interval = reload_interval
+        self._runner: web.BaseRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._unix_inode: int | None = None
+        self.addresses: list[str] = []
+
+    async def start(self) -> list[str]:
+        """Listen and serve; return the URLs listened on (the real port when 0 was asked)."""
+        self.state.session = create_session(self.settings)
+        server = _Server(functools.partial(handle, self.state), access_log=None)
+        self._runner = web.ServerRunner(server, shutdown_timeout=self.settings.shutdown_timeout)
+        await self._runner.setup()
+        listen = self.settings.listen
+        try:
+            if listen.unix is not None:
+                sock = bind_unix(listen.unix, self.settings.socket_mode)
+                self._unix_inode = os.stat(listen.unix).st_ino
+                site: web.BaseSite = web.SockSite(self._runner, sock, backlog=BACKLOG)
+            else:
+                site = web.TCPSite(self._runner, listen.host, listen.port, backlog=BACKLOG)
+            await site.start()
+        except OSError as exc:
+            await self.stop()
+            reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+            raise ListenError(
+                f"cannot listen on {listen} ({reason or exc}): stop whatever "
+                "uses it or choose another address with --listen"
+            ) from None
+        except ListenError:
+            await self.stop()
+            raise
+        self._tasks.append(asyncio.create_task(self.watcher.run(self._reload_interval)))
+        if listen.unix is not None:
+            self.addresses = [f"unix:{listen.unix}"]
+        else:
+            self.addresses = [
+                f"http://[{a[0]}]:{a[1]}" if ":" in a[0] else f"http://{a[0]}:{a[1]}"
+                for a in self._runner.addresses
+            ]
+        return self.addresses
+
+    async def stop(self) -> None:
+        """Stop accepting, let in-flight requests finish (up to the shutdown timeout), close."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self.state.session is not None:
+            await self.state.session.close()
+            self.state.session = None
+        unix = self.settings.listen.unix
+        if unix is not None and self._unix_inode is not None:
+            # Remove our socket only: not one another process has put there since.
+            with contextlib.suppress(OSError):
+                if os.stat(unix).st_ino == self._unix_inode:
+                    os.unlink(unix)
+            self._unix_inode = None
