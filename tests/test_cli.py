@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -27,9 +28,18 @@ def base_env(home: Path) -> dict[str, str]:
     return env
 
 
+@dataclass
+class ProxyProcess:
+    """A running ``python -m proxy``: its URL, the lines it has logged, the process."""
+
+    url: str
+    lines: list[str]
+    process: asyncio.subprocess.Process
+
+
 @asynccontextmanager
-async def running_proxy(*args: str, env: dict[str, str]) -> AsyncIterator[tuple[str, list[str]]]:
-    """Start ``python -m proxy ARGS``; yield its URL and the lines it has logged so far."""
+async def proxy_process(*args: str, env: dict[str, str]) -> AsyncIterator[ProxyProcess]:
+    """Start ``python -m proxy ARGS``; on exit send SIGTERM and expect exit code 0."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "proxy", *args, env=env, stderr=subprocess.PIPE
     )
@@ -43,15 +53,27 @@ async def running_proxy(*args: str, env: dict[str, str]) -> AsyncIterator[tuple[
             match = LISTENING.search(line)
             if match:
                 break
-        yield match.group(1), lines
+        reader = asyncio.create_task(_collect(process.stderr, lines))
+        yield ProxyProcess(match.group(1), lines, process)
         process.send_signal(signal.SIGTERM)
-        rest = await asyncio.wait_for(process.stderr.read(), 10)
-        lines.extend(rest.decode().splitlines(keepends=True))
         assert await asyncio.wait_for(process.wait(), 10) == 0
+        await reader
     finally:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def _collect(stream: asyncio.StreamReader, lines: list[str]) -> None:
+    while line := await stream.readline():
+        lines.append(line.decode())
+
+
+@asynccontextmanager
+async def running_proxy(*args: str, env: dict[str, str]) -> AsyncIterator[tuple[str, list[str]]]:
+    """Start ``python -m proxy ARGS``; yield its URL and the lines it logs (kept up to date)."""
+    async with proxy_process(*args, env=env) as running:
+        yield running.url, running.lines
 
 
 async def test_the_command_proxies_signed_graphql_requests(
