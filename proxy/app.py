@@ -22,6 +22,8 @@ access_log = logging.getLogger("proxy.access")
 # A "%" not followed by two hex digits is invalid in a URI (RFC 3986 section 2.1).
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _BEARER = "bearer "
+# Logged when the client went away before it could be answered (nginx's convention).
+CLIENT_CLOSED = 499
 
 
 @dataclass
@@ -56,6 +58,12 @@ def _refusal(request: web.Request, state: ProxyState) -> web.Response | None:
         )
         response.headers["Allow"] = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
         return response
+    if not request.raw_path.isascii():
+        # RFC 3986: a URI is ASCII; other characters must be percent-encoded. (aiohttp's C
+        # parser already refuses them, its pure-Python fallback does not.)
+        return error_response(
+            400, "bad_request_target", "percent-encode non-ASCII characters in the path and query"
+        )
     if not request.raw_path.startswith("/"):
         # Absolute-form ("GET http://other/ HTTP/1.1") or asterisk-form targets: this proxy
         # forwards only to its one upstream, never to a host named by the client.
@@ -83,14 +91,18 @@ def _refusal(request: web.Request, state: ProxyState) -> web.Response | None:
 async def handle(state: ProxyState, request: web.Request) -> web.StreamResponse:
     """Answer one client request: refuse it, or forward it signed."""
     started = time.perf_counter()
-    response = _refusal(request, state) or await forward(request, state)
-    access_log.info(
-        "%s %s %d %.1fms",
-        request.method,
-        # Raw (still percent-encoded) and without the query: no decoded control characters
-        # can forge log lines, and no query values reach the log.
-        request.raw_path.partition("?")[0],
-        response.status,
-        (time.perf_counter() - started) * 1000,
-    )
-    return response
+    status = CLIENT_CLOSED
+    try:
+        response = _refusal(request, state) or await forward(request, state)
+        status = response.status
+        return response
+    finally:
+        access_log.info(
+            "%s %s %d %.1fms",
+            request.method,
+            # Raw (still percent-encoded) and without the query: no decoded control characters
+            # can forge log lines, and no query values reach the log.
+            request.raw_path.partition("?")[0],
+            status,
+            (time.perf_counter() - started) * 1000,
+        )

@@ -81,9 +81,17 @@ async def forward(request: web.Request, state: ProxyState) -> web.StreamResponse
             await _relay(request, upstream, response)
             return response
     except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+        if _client_gone(request):
+            # The client left (mid-upload, or before the answer): not the upstream's fault.
+            log.info("%s %s: the client closed the connection", request.method, request.path)
+            return error_response(499, "client_closed", "the client closed the connection")
         error = classify(exc, str(state.settings.upstream))
         log.warning("%s %s: %s (%s)", request.method, request.path, error.message, error.code)
         return error_response(error.status, error.code, error.message)
+
+
+def _client_gone(request: web.Request) -> bool:
+    return request.transport is None or request.transport.is_closing()
 
 
 async def _relay(

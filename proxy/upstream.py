@@ -66,11 +66,15 @@ def _bypassed(host: str, no_proxy: str) -> bool:
             entry = entry[1:].partition("]")[0]
         elif entry.count(":") == 1:
             entry = entry.partition(":")[0]  # host:port
-        name = entry.lstrip(".")
-        if name and (host == name or host.endswith("." + name)):
-            return True
-        with contextlib.suppress(ValueError):
-            if ipaddress.ip_address(host) in ipaddress.ip_network(entry, strict=False):
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:  # a name: the entry itself, or any name under it
+            name = entry.lstrip(".")
+            if name and (host == name or host.endswith("." + name)):
+                return True
+            continue
+        with contextlib.suppress(ValueError):  # an address: equal, or inside a CIDR range
+            if address in ipaddress.ip_network(entry, strict=False):
                 return True
     return False
 
@@ -82,10 +86,12 @@ def create_session(settings: Settings) -> aiohttp.ClientSession:
     send. There is no overall deadline, so a long transfer that keeps moving is never cut;
     only connecting and each read are bounded.
     """
+    context = ssl_context(settings)
     connector = aiohttp.TCPConnector(
         limit=0,
         ttl_dns_cache=60,
-        ssl=ssl_context(settings) if settings.upstream.scheme == "https" else True,
+        # Built for http too, so that a bad --ca-bundle is reported at start either way.
+        ssl=context if settings.upstream.scheme == "https" else True,
     )
     timeout = aiohttp.ClientTimeout(
         total=None,
