@@ -1,29 +1,35 @@
-"""Request handling: refuse what must not be forwarded, check the token, then forward."""
+"""Request handling: own endpoints, refusals, the token check, forwarding, the access line."""
 
 from __future__ import annotations
 
 import hmac
 import logging
 import re
+import secrets
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
 
-from .forward import error_response, forward
+from . import endpoints
+from .clock import ClockSkew
+from .forward import Exchange, error_response, forward
+from .logs import log_access
+from .metrics import Metrics
 from .reload import CredentialsWatcher
 from .settings import Settings
 
 log = logging.getLogger(__name__)
-access_log = logging.getLogger("proxy.access")
 
 # A "%" not followed by two hex digits is invalid in a URI (RFC 3986 section 2.1).
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _BEARER = "bearer "
 # Logged when the client went away before it could be answered (nginx's convention).
 CLIENT_CLOSED = 499
+REQUEST_ID = "X-Request-Id"
+# A client's own request id is kept if it is a short token; anything else is replaced.
+_CLIENT_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
 
 
 @dataclass
@@ -32,10 +38,12 @@ class ProxyState:
 
     settings: Settings
     credentials: CredentialsWatcher
-    clock: Callable[[], float] = time.time
+    skew: ClockSkew
+    metrics: Metrics
     session: aiohttp.ClientSession | None = field(default=None, repr=False)
     outbound_proxy: str | None = field(default=None, repr=False)
     token: bytes | None = field(default=None, repr=False)
+    draining: bool = False
 
     def __post_init__(self) -> None:
         if self.settings.token is not None:
@@ -88,21 +96,43 @@ def _refusal(request: web.Request, state: ProxyState) -> web.Response | None:
     return None
 
 
+def _request_id(request: web.Request) -> str:
+    given = request.headers.get(REQUEST_ID, "")
+    return given if _CLIENT_REQUEST_ID.fullmatch(given) else secrets.token_hex(8)
+
+
 async def handle(state: ProxyState, request: web.Request) -> web.StreamResponse:
-    """Answer one client request: refuse it, or forward it signed."""
+    """Answer one client request: from the proxy itself, a refusal, or forwarded signed."""
+    if request.raw_path.startswith(endpoints.PREFIX):
+        # Probes and scrapes: not counted as traffic, and no token needed.
+        return endpoints.answer(request, state)
     started = time.perf_counter()
+    exchange = Exchange(_request_id(request))
     status = CLIENT_CLOSED
+    state.metrics.in_flight.inc()
     try:
-        response = _refusal(request, state) or await forward(request, state)
+        response = _refusal(request, state) or await forward(request, state, exchange)
         status = response.status
+        if not response.prepared:
+            response.headers[REQUEST_ID] = exchange.request_id
+            if isinstance(response, web.Response) and response.body is not None:
+                exchange.bytes_out = len(response.body)  # type: ignore[arg-type]
         return response
     finally:
-        access_log.info(
-            "%s %s %d %.1fms",
-            request.method,
+        seconds = time.perf_counter() - started
+        state.metrics.in_flight.dec()
+        state.metrics.observe(request.method, status, seconds, exchange.upstream_seconds)
+        upstream_refused = status in (401, 403) and exchange.upstream_seconds is not None
+        log_access(
+            method=request.method,
             # Raw (still percent-encoded) and without the query: no decoded control characters
             # can forge log lines, and no query values reach the log.
-            request.raw_path.partition("?")[0],
-            status,
-            (time.perf_counter() - started) * 1000,
+            path=request.raw_path.partition("?")[0],
+            status=status,
+            bytes_in=request.content.total_bytes,
+            bytes_out=exchange.bytes_out,
+            seconds=seconds,
+            upstream_seconds=exchange.upstream_seconds,
+            request_id=exchange.request_id,
+            hint=state.skew.refusal_hints(status) if upstream_refused else "",
         )

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from . import __version__
 from .credentials import Credentials, load_credentials
 from .errors import ConfigError
+from .logs import setup_logging
 from .server import ProxyService
 from .settings import CONFIG_OPTION, OPTIONS, Settings, resolve
 
@@ -56,16 +57,6 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"{option.help}{default}; {env}",
         )
     return parser
-
-
-def setup_logging(level: str) -> None:
-    """Log to stderr, one line per record; third-party libraries only from WARNING up."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.WARNING)
-    logging.getLogger("proxy").setLevel(level.upper())
 
 
 def raise_open_file_limit() -> None:
@@ -119,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     given = {key.replace("_", "-"): value for key, value in vars(args).items() if key != "command"}
     try:
         settings = resolve(given, os.environ)
-        setup_logging(settings.log_level)
+        setup_logging(settings.log_level, settings.log_format)
         credentials = load_credentials(settings.credentials, settings.profile, os.environ)
         raise_open_file_limit()
         asyncio.run(serve(settings, credentials))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -26,12 +28,23 @@ _DROP_WITH_DEVELOPER_KEY = frozenset({DEVELOPER_KEY_HEADER.lower()})
 _DROP_NOTHING: frozenset[str] = frozenset()
 
 
+@dataclass(slots=True)
+class Exchange:
+    """What one request's forwarding reports back for the access line and metrics."""
+
+    request_id: str
+    upstream_seconds: float | None = None
+    bytes_out: int = 0
+
+
 def error_response(status: int, code: str, message: str) -> web.Response:
     """The proxy's own error answer: a small JSON body with a stable ``code``."""
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
-def build_upstream_request(request: web.Request, state: ProxyState) -> tuple[URL, CIMultiDict[str]]:
+def build_upstream_request(
+    request: web.Request, state: ProxyState, request_id: str
+) -> tuple[URL, CIMultiDict[str]]:
     """The URL and headers of the upstream request, signed last, after every other change."""
     creds, upstream = state.credentials.current, state.settings.upstream
     # Byte for byte: no normalising, no re-encoding. Sign the target exactly as the client
@@ -41,12 +54,14 @@ def build_upstream_request(request: web.Request, state: ProxyState) -> tuple[URL
     drop = _DROP_WITH_DEVELOPER_KEY if creds.developer_key else _DROP_NOTHING
     headers = request_headers(request.headers, drop)
     content_type = headers.pop("Content-Type", None) or DEFAULT_CONTENT_TYPE
-    date = signing.http_date(state.clock())
+    date = signing.http_date(state.skew.now())
     headers["Host"] = upstream.authority
     headers["Date"] = date
     headers["Content-Type"] = content_type
     if creds.developer_key:
         headers[DEVELOPER_KEY_HEADER] = creds.developer_key
+    if "X-Request-Id" not in headers:
+        headers["X-Request-Id"] = request_id
     headers["Authorization"] = signing.sign(
         key_id=creds.access_key_id,
         secret=creds.secret,
@@ -59,10 +74,13 @@ def build_upstream_request(request: web.Request, state: ProxyState) -> tuple[URL
     return url, headers
 
 
-async def forward(request: web.Request, state: ProxyState) -> web.StreamResponse:
+async def forward(
+    request: web.Request, state: ProxyState, exchange: Exchange
+) -> web.StreamResponse:
     """Send the request upstream, signed, and stream the answer back."""
     assert state.session is not None, "the client session is created at start-up"
-    url, headers = build_upstream_request(request, state)
+    url, headers = build_upstream_request(request, state, exchange.request_id)
+    sent, started = state.skew.clock(), time.perf_counter()
     try:
         async with state.session.request(
             request.method,
@@ -72,13 +90,15 @@ async def forward(request: web.Request, state: ProxyState) -> web.StreamResponse
             allow_redirects=False,  # a redirect is the client's to follow, not ours
             proxy=state.outbound_proxy,
         ) as upstream:
+            exchange.upstream_seconds = time.perf_counter() - started
+            state.skew.observe(upstream.headers.get("Date"), sent, state.skew.clock())
+            headers = response_headers(upstream.headers)
+            headers["X-Request-Id"] = exchange.request_id
             response = web.StreamResponse(
-                status=upstream.status,
-                reason=upstream.reason,
-                headers=response_headers(upstream.headers),
+                status=upstream.status, reason=upstream.reason, headers=headers
             )
             await response.prepare(request)
-            await _relay(request, upstream, response)
+            exchange.bytes_out = await _relay(request, upstream, response)
             return response
     except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
         if _client_gone(request):
@@ -86,6 +106,7 @@ async def forward(request: web.Request, state: ProxyState) -> web.StreamResponse
             log.info("%s %s: the client closed the connection", request.method, request.path)
             return error_response(499, "client_closed", "the client closed the connection")
         error = classify(exc, str(state.settings.upstream))
+        state.metrics.upstream_errors.labels(error.code).inc()
         log.warning("%s %s: %s (%s)", request.method, request.path, error.message, error.code)
         return error_response(error.status, error.code, error.message)
 
@@ -96,10 +117,12 @@ def _client_gone(request: web.Request) -> bool:
 
 async def _relay(
     request: web.Request, upstream: aiohttp.ClientResponse, response: web.StreamResponse
-) -> None:
-    """Copy the upstream body to the client chunk by chunk, as it arrives."""
+) -> int:
+    """Copy the upstream body to the client chunk by chunk, as it arrives; return its size."""
+    size = 0
     try:
         async for chunk in upstream.content.iter_any():
+            size += len(chunk)
             await response.write(chunk)
         await response.write_eof()
     except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
@@ -115,3 +138,4 @@ async def _relay(
         upstream.close()
         if request.transport is not None:
             request.transport.abort()
+    return size

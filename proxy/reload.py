@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,6 +37,7 @@ class CredentialsWatcher:
         self, initial: Credentials, path: Path, profile: str, environ: Mapping[str, str]
     ) -> None:
         self.current = initial
+        self.loaded_at = time.time()
         self.results: Counter[str] = Counter()
         self._path, self._profile, self._environ = path, profile, dict(environ)
         self._stamp = _stamp(path)
@@ -71,6 +73,7 @@ class CredentialsWatcher:
             return False
         self._last_error = ""
         self.results["success"] += 1
+        self.loaded_at = time.time()
         if new != self.current:
             log.info(
                 "credentials reloaded (%s): profile %s, key %s", why, new.profile, new.masked_key_id

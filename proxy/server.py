@@ -19,9 +19,11 @@ from aiohttp import http_exceptions, web
 from aiohttp.web_protocol import RequestHandler
 
 from .app import ProxyState, handle
+from .clock import ClockSkew
 from .credentials import Credentials
 from .errors import ListenError
 from .forward import error_response
+from .metrics import Metrics
 from .reload import CredentialsWatcher
 from .settings import Settings
 from .upstream import create_session, outbound_proxy
@@ -125,7 +127,13 @@ class ProxyService:
         self.watcher = CredentialsWatcher(
             credentials, settings.credentials, settings.profile, environ
         )
-        self.state = ProxyState(settings=settings, credentials=self.watcher, clock=clock)
+        self.skew = ClockSkew(
+            settings.clock_skew_threshold, correct=not settings.no_clock_correction, clock=clock
+        )
+        self.metrics = Metrics(lambda: dict(self.watcher.results), lambda: self.skew.offset)
+        self.state = ProxyState(
+            settings=settings, credentials=self.watcher, skew=self.skew, metrics=self.metrics
+        )
         self.state.outbound_proxy = outbound_proxy(settings.upstream, environ)
         self._reload_interval = reload_interval
         self._runner: web.BaseRunner | None = None
@@ -170,6 +178,7 @@ class ProxyService:
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish (up to the shutdown timeout), close."""
+        self.state.draining = True
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

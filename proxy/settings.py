@@ -12,6 +12,7 @@ from typing import Any
 from .addresses import Listen, Upstream, parse_listen, parse_upstream
 from .credentials import DEFAULT_PROFILE, default_credentials_path
 from .errors import ConfigError
+from .logs import LOG_FORMATS
 
 __all__ = ["OPTIONS", "Option", "Settings", "parse_listen", "parse_upstream", "resolve"]
 
@@ -40,6 +41,9 @@ class Settings:
     ca_bundle: Path | None = None
     insecure_skip_verify: bool = False
     shutdown_timeout: float = 10.0
+    log_format: str = "text"
+    clock_skew_threshold: float = 5.0
+    no_clock_correction: bool = False
     config: Path | None = None
 
 
@@ -56,6 +60,12 @@ def _parse_seconds(value: str, origin: str) -> float:
 def _parse_log_level(value: str, origin: str) -> str:
     if value.lower() not in LOG_LEVELS:
         raise ConfigError(f"{origin}: {value!r} is not one of {', '.join(LOG_LEVELS)}")
+    return value.lower()
+
+
+def _parse_log_format(value: str, origin: str) -> str:
+    if value.lower() not in LOG_FORMATS:
+        raise ConfigError(f"{origin}: {value!r} is not one of {', '.join(LOG_FORMATS)}")
     return value.lower()
 
 
@@ -145,6 +155,21 @@ OPTIONS: tuple[Option, ...] = (
         is_flag=True,
     ),
     Option("shutdown-timeout", "10", "seconds in-flight requests get at exit", _parse_seconds, "S"),
+    Option("log-format", "text", "text or json (one object per line)", _parse_log_format, "FMT"),
+    Option(
+        "clock-skew-threshold",
+        "5",
+        "correct the signing time past this offset",
+        _parse_seconds,
+        "S",
+    ),
+    Option(
+        "no-clock-correction",
+        "false",
+        "never correct the signing time for clock skew",
+        _parse_bool,
+        is_flag=True,
+    ),
 )
 CONFIG_OPTION = Option("config", None, "INI file with a [proxy] section", _parse_path, "FILE")
 

@@ -79,6 +79,9 @@ def test_option_table_names_env_and_keys() -> None:
         "ca-bundle",
         "insecure-skip-verify",
         "shutdown-timeout",
+        "log-format",
+        "clock-skew-threshold",
+        "no-clock-correction",
     ]
     by_name = {o.name: o for o in OPTIONS}
     assert by_name["log-level"].flag == "--log-level"
@@ -121,6 +124,9 @@ def test_option_table_defaults_match_resolved_defaults() -> None:
         "ca-bundle": None,
         "insecure-skip-verify": "false",
         "shutdown-timeout": "10",
+        "log-format": "text",
+        "clock-skew-threshold": "5",
+        "no-clock-correction": "false",
     }
 
 

@@ -1,0 +1,86 @@
+"""Clock skew: estimate this machine's offset from the upstream's Date headers, correct for it."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from email.utils import parsedate_to_datetime
+
+log = logging.getLogger(__name__)
+
+# Weight of each new sample in the moving average: a few answers settle it, one odd answer
+# (a cached response with an old Date) moves it little.
+SMOOTHING = 0.25
+
+
+class ClockSkew:
+    """The upstream clock minus ours, in whole seconds, and the time to sign with.
+
+    The vendor warns that signing is sensitive to clock drift; a signature whose Date is off by
+    more than the API tolerates is refused with 403. Each answer's ``Date`` (RFC 9110 5.6.7:
+    whole seconds, truncated) is compared with the midpoint of our request, and the offsets are
+    smoothed. Past ``threshold`` seconds the proxy signs with the corrected time.
+    """
+
+    def __init__(
+        self,
+        threshold: float,
+        correct: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.threshold = threshold
+        self.correct = correct
+        self.clock = clock
+        self.estimate: float | None = None
+        self.correcting = False
+
+    @property
+    def offset(self) -> int:
+        """The estimated offset in whole seconds (0 before any answer)."""
+        return round(self.estimate) if self.estimate is not None else 0
+
+    def now(self) -> float:
+        """The time to put in Date and sign with."""
+        now = self.clock()
+        return now + self.offset if self.correcting else now
+
+    def observe(self, date: str | None, sent: float, received: float) -> None:
+        """Take one answer's Date header; ``sent`` and ``received`` are our clock's times."""
+        if not date:
+            return
+        try:
+            upstream = parsedate_to_datetime(date).timestamp()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return
+        # The header truncates to the second: on average the true time is half a second later.
+        sample = upstream + 0.5 - (sent + received) / 2
+        if self.estimate is None or abs(sample - self.estimate) > 60:
+            self.estimate = sample  # first answer, or a jump (the clock was set): start over
+        else:
+            self.estimate += SMOOTHING * (sample - self.estimate)
+        self._update()
+
+    def _update(self) -> None:
+        large = abs(self.offset) > self.threshold
+        if large and self.correct and not self.correcting:
+            self.correcting = True
+            log.warning(
+                "this machine's clock is %+d s off the upstream's; signing with the corrected "
+                "time (fix the clock, e.g. enable NTP; --no-clock-correction turns this off)",
+                -self.offset,
+            )
+        elif self.correcting and not large:
+            self.correcting = False
+            log.warning("clock offset is now %+d s: no longer correcting the time", -self.offset)
+
+    def refusal_hints(self, status: int) -> str:
+        """Likely causes of a 401 or 403 from the API, most likely first; no secret in them."""
+        causes = []
+        if abs(self.offset) > self.threshold and not self.correcting:
+            causes.append(f"this machine's clock is {-self.offset:+d} s off the API's")
+        causes.append("the profile's key is not the one you meant (check --profile)")
+        causes.append("the access key is disabled or deleted (check the Remote.It account page)")
+        if status == 401:
+            causes.insert(0, "the request was not signed as the API expects")
+        return "; ".join(causes)

@@ -1,0 +1,64 @@
+"""The proxy's own endpoints under the reserved prefix ``/-/``: health, readiness, metrics."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from . import __version__
+from .forward import error_response
+from .metrics import CONTENT_TYPE
+
+if TYPE_CHECKING:
+    from .app import ProxyState
+
+PREFIX = "/-/"
+
+
+def health(state: ProxyState) -> web.Response:
+    """Liveness, and what an operator checks first. Never a secret: the key id is masked."""
+    creds = state.credentials.current
+    loaded = datetime.fromtimestamp(state.credentials.loaded_at, timezone.utc)
+    return web.json_response(
+        {
+            "status": "ok",
+            "version": __version__,
+            "profile": creds.profile,
+            "key_id": creds.masked_key_id,
+            "upstream": str(state.settings.upstream),
+            "clock_offset_seconds": state.skew.offset,
+            "clock_correction": state.skew.correcting,
+            "credentials_loaded_at": loaded.isoformat(timespec="seconds"),
+        }
+    )
+
+
+def ready(state: ProxyState) -> web.Response:
+    """200 while credentials are loaded and requests are taken; 503 otherwise (e.g. draining)."""
+    if state.session is None or state.draining:
+        return error_response(503, "not_ready", "the proxy is starting or shutting down")
+    return web.json_response({"status": "ready"})
+
+
+def metrics(state: ProxyState) -> web.Response:
+    return web.Response(body=state.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+
+ROUTES = {"health": health, "ready": ready, "metrics": metrics}
+
+
+def answer(request: web.Request, state: ProxyState) -> web.Response:
+    """Answer a ``/-/`` request; these are never forwarded and need no token."""
+    name = request.raw_path[len(PREFIX) :].partition("?")[0]
+    route = ROUTES.get(name)
+    if route is None:
+        return error_response(
+            404, "not_found", "paths under /-/ are the proxy's own: health, ready, metrics"
+        )
+    if request.method not in ("GET", "HEAD"):
+        response = error_response(405, "method_not_allowed", f"/-/{name} answers GET only")
+        response.headers["Allow"] = "GET, HEAD"
+        return response
+    return route(state)
