@@ -79,8 +79,8 @@ class ClockSkew:
         causes = []
         if abs(self.offset) > self.threshold and not self.correcting:
             causes.append(f"this machine's clock is {-self.offset:+d} s off the API's")
+        if status == 401:
+            causes.append("the request was not signed as the API expects")
         causes.append("the profile's key is not the one you meant (check --profile)")
         causes.append("the access key is disabled or deleted (check the Remote.It account page)")
-        if status == 401:
-            causes.insert(0, "the request was not signed as the API expects")
         return "; ".join(causes)

@@ -18,6 +18,7 @@ from .upstream import classify
 
 if TYPE_CHECKING:
     from .app import ProxyState
+    from .credentials import Credentials
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,26 @@ def error_response(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
+def signed_headers(
+    creds: Credentials, host: str, method: str, target: str, content_type: str, now: float
+) -> dict[str, str]:
+    """The headers the proxy adds to a request, ``Authorization`` last: it signs the others."""
+    date = signing.http_date(now)
+    headers = {"Host": host, "Date": date, "Content-Type": content_type}
+    if creds.developer_key:
+        headers[DEVELOPER_KEY_HEADER] = creds.developer_key
+    headers["Authorization"] = signing.sign(
+        key_id=creds.access_key_id,
+        secret=creds.secret,
+        method=method,
+        target=target,
+        host=host,
+        date=date,
+        content_type=content_type,
+    )
+    return headers
+
+
 def build_upstream_request(
     request: web.Request, state: ProxyState, request_id: str
 ) -> tuple[URL, CIMultiDict[str]]:
@@ -50,26 +71,20 @@ def build_upstream_request(
     # Byte for byte: no normalising, no re-encoding. Sign the target exactly as the client
     # library will write it on the wire (it drops an empty "?"), so the two can never differ.
     url = URL(upstream.origin + upstream.prefix + request.raw_path, encoded=True)
-    target = url.raw_path_qs
     drop = _DROP_WITH_DEVELOPER_KEY if creds.developer_key else _DROP_NOTHING
     headers = request_headers(request.headers, drop)
     content_type = headers.pop("Content-Type", None) or DEFAULT_CONTENT_TYPE
-    date = signing.http_date(state.skew.now())
-    headers["Host"] = upstream.authority
-    headers["Date"] = date
-    headers["Content-Type"] = content_type
-    if creds.developer_key:
-        headers[DEVELOPER_KEY_HEADER] = creds.developer_key
     if "X-Request-Id" not in headers:
         headers["X-Request-Id"] = request_id
-    headers["Authorization"] = signing.sign(
-        key_id=creds.access_key_id,
-        secret=creds.secret,
-        method=request.method,
-        target=target,
-        host=upstream.authority,
-        date=date,
-        content_type=content_type,
+    headers.update(
+        signed_headers(
+            creds,
+            upstream.authority,
+            request.method,
+            url.raw_path_qs,
+            content_type,
+            state.skew.now(),
+        )
     )
     return url, headers
 

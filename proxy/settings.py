@@ -225,10 +225,11 @@ def _check_exposure(values: Mapping[str, Any]) -> None:
     )
 
 
-def resolve(cli: Mapping[str, str], environ: Mapping[str, str]) -> Settings:
+def resolve(cli: Mapping[str, str], environ: Mapping[str, str], serving: bool = True) -> Settings:
     """Resolve every option: command line > environment > config file > defaults.
 
     ``cli`` maps option names (``log-level``) to the strings given on the command line.
+    ``serving`` False skips the listener's exposure check (``check`` and ``sign`` listen nowhere).
     """
     config_path: Path | None = None
     if "config" in cli:
@@ -257,5 +258,6 @@ def resolve(cli: Mapping[str, str], environ: Mapping[str, str]) -> Settings:
         if values["token"] is not None:
             raise ConfigError("--token and --token-file are both set; use only one of them")
         values["token"] = _read_token_file(values["token_file"])
-    _check_exposure(values)
+    if serving:
+        _check_exposure(values)
     return Settings(config=config_path, **values)

@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
+from email.utils import formatdate, parsedate_to_datetime
 
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -132,8 +132,14 @@ class FakeUpstream:
         )
         self.received.append(received)
         if reason:
-            return web.json_response({"message": "Unauthorized"}, status=401)
-        return await self.respond(request, received)
+            response: web.StreamResponse = web.json_response(
+                {"message": "Unauthorized"}, status=401
+            )
+        else:
+            response = await self.respond(request, received)
+        if not response.prepared:  # answer with this API's own clock, as a real server does
+            response.headers.setdefault("Date", formatdate(self.clock(), usegmt=True))
+        return response
 
     def app(self) -> web.Application:
         app = web.Application()

@@ -1,0 +1,140 @@
+"""The ``check`` and ``sign`` commands: one signed request, or the headers for one."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shlex
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from .addresses import parse_upstream
+from .clock import ClockSkew
+from .credentials import Credentials
+from .errors import ConfigError
+from .forward import DEFAULT_CONTENT_TYPE, signed_headers
+from .settings import Settings
+from .upstream import classify, create_session, outbound_proxy
+
+LOGIN_QUERY = b'{"query":"{ login { email } }"}'
+
+
+@dataclass
+class CheckResult:
+    """What ``check`` found: exit code and the lines to print."""
+
+    ok: bool
+    lines: list[str]
+
+
+async def _post_login(
+    settings: Settings, creds: Credentials, skew: ClockSkew, environ: Mapping[str, str]
+) -> tuple[int, dict[str, Any] | None, float]:
+    upstream = settings.upstream
+    target = upstream.prefix + "/graphql/v1"
+    headers = signed_headers(
+        creds, upstream.authority, "POST", target, DEFAULT_CONTENT_TYPE, skew.now()
+    )
+    async with create_session(settings) as session:
+        sent, started = skew.clock(), time.perf_counter()
+        async with session.post(
+            upstream.origin + target,
+            data=LOGIN_QUERY,
+            headers=headers,
+            proxy=outbound_proxy(upstream, environ),
+            allow_redirects=False,
+        ) as response:
+            body = await response.read()
+            latency = time.perf_counter() - started
+            skew.observe(response.headers.get("Date"), sent, skew.clock())
+            try:
+                parsed = json.loads(body)
+            except ValueError:
+                parsed = None
+            return response.status, parsed if isinstance(parsed, dict) else None, latency
+
+
+async def check(settings: Settings, creds: Credentials, environ: Mapping[str, str]) -> CheckResult:
+    """Send ``{ login { email } }`` signed as ``serve`` would, and diagnose the answer."""
+    skew = ClockSkew(settings.clock_skew_threshold, correct=not settings.no_clock_correction)
+    facts = [
+        f"profile   {creds.profile}",
+        f"key       {creds.masked_key_id}",
+        f"upstream  {settings.upstream}",
+    ]
+    try:
+        status, body, latency = await _post_login(settings, creds, skew, environ)
+        if status in (401, 403) and skew.correcting:
+            # The answer showed our clock is off: the proxy would sign with the corrected time.
+            status, body, latency = await _post_login(settings, creds, skew, environ)
+    except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
+        error = classify(exc, str(settings.upstream))
+        return CheckResult(False, [f"FAILED: {error.message} ({error.code})", *facts])
+    facts += [
+        f"status    {status}",
+        f"latency   {latency * 1000:.0f} ms",
+        f"clock     {-skew.offset:+d} s off the API's clock"
+        + (" (corrected)" if skew.correcting else ""),
+    ]
+    email = ((body or {}).get("data") or {}).get("login") or {}
+    if status == 200 and isinstance(email, dict) and email.get("email"):
+        return CheckResult(
+            True, ["OK: the API accepted the signed request", f"account   {email['email']}", *facts]
+        )
+    return CheckResult(False, [f"FAILED: {_diagnosis(status, body, skew)}", *facts])
+
+
+def _diagnosis(status: int, body: dict[str, Any] | None, skew: ClockSkew) -> str:
+    if status in (401, 403):
+        return f"the API refused the signature ({status}). Likely causes: " + skew.refusal_hints(
+            status
+        )
+    if status == 429:
+        return "the API is throttling this key (429); wait a minute and try again"
+    errors = (body or {}).get("errors")
+    if status == 200 and isinstance(errors, list) and errors:
+        first = errors[0].get("message", "") if isinstance(errors[0], dict) else ""
+        return f"the API answered with an error: {str(first)[:200]}"
+    return f"unexpected answer {status} from the API; is --upstream the Remote.It API?"
+
+
+def sign_request(
+    settings: Settings,
+    creds: Credentials,
+    *,
+    target: str,
+    method: str,
+    content_type: str,
+    data_file: Path | None,
+    output: str,
+    now: float,
+) -> str:
+    """The text ``sign`` prints: headers for one request to ``target`` (a path or a URL)."""
+    if target.startswith("/"):
+        upstream = settings.upstream
+        url = upstream.origin + upstream.prefix + target
+        host, path = upstream.authority, upstream.prefix + target
+    else:
+        base, _, query = target.partition("?")
+        host = parse_upstream(base, "PATH_OR_URL").authority  # only http(s), no user or fragment
+        url, path = target, (urlsplit(base).path or "/") + (f"?{query}" if query else "")
+    if data_file is not None and not data_file.is_file():
+        raise ConfigError(f"--data-file: {data_file} is not a readable file")
+    headers = signed_headers(creds, host, method.upper(), path, content_type, now)
+    del headers["Host"]  # the client sends it from the URL; it is the value signed
+    if output == "json":
+        return json.dumps({"method": method.upper(), "url": url, "headers": headers}, indent=2)
+    if output == "curl":
+        parts = ["curl", "-X", method.upper(), url]
+        for name, value in headers.items():
+            parts += ["-H", f"{name}: {value}"]
+        if data_file is not None:
+            parts += ["--data-binary", f"@{data_file}"]
+        return shlex.join(parts)
+    return "\n".join(f"{name}: {value}" for name, value in headers.items())
