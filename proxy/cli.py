@@ -17,8 +17,8 @@ from . import __version__
 from .commands import check, sign_request
 from .credentials import Credentials, load_credentials
 from .errors import ConfigError
-from .forward import DEFAULT_CONTENT_TYPE
 from .logs import setup_logging
+from .outgoing import DEFAULT_CONTENT_TYPE
 from .server import ProxyService
 from .settings import CONFIG_OPTION, OPTIONS, Settings, resolve
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import shlex
 import time
@@ -18,7 +19,7 @@ from .addresses import parse_upstream
 from .clock import ClockSkew
 from .credentials import Credentials
 from .errors import ConfigError
-from .forward import DEFAULT_CONTENT_TYPE, signed_headers
+from .outgoing import DEFAULT_CONTENT_TYPE, signed_headers
 from .settings import Settings
 from .upstream import classify, create_session, outbound_proxy
 
@@ -39,7 +40,16 @@ async def _post_login(
     upstream = settings.upstream
     target = upstream.prefix + "/graphql/v1"
     headers = signed_headers(
-        creds, upstream.authority, "POST", target, DEFAULT_CONTENT_TYPE, skew.now()
+        settings,
+        creds,
+        scheme=upstream.scheme,
+        authority=upstream.authority,
+        method="POST",
+        target=target,
+        content_type=DEFAULT_CONTENT_TYPE,
+        now=skew.now(),
+        length=len(LOGIN_QUERY),
+        sha256=hashlib.sha256(LOGIN_QUERY).digest(),
     )
     async with create_session(settings) as session:
         sent, started = skew.clock(), time.perf_counter()
@@ -118,15 +128,31 @@ def sign_request(
     """The text ``sign`` prints: headers for one request to ``target`` (a path or a URL)."""
     if target.startswith("/"):
         upstream = settings.upstream
-        url = upstream.origin + upstream.prefix + target
+        url, scheme = upstream.origin + upstream.prefix + target, upstream.scheme
         host, path = upstream.authority, upstream.prefix + target
     else:
         base, _, query = target.partition("?")
-        host = parse_upstream(base, "PATH_OR_URL").authority  # only http(s), no user or fragment
-        url, path = target, (urlsplit(base).path or "/") + (f"?{query}" if query else "")
-    if data_file is not None and not data_file.is_file():
-        raise ConfigError(f"--data-file: {data_file} is not a readable file")
-    headers = signed_headers(creds, host, method.upper(), path, content_type, now)
+        parsed = parse_upstream(base, "PATH_OR_URL")  # only http(s), no user or fragment
+        url, scheme, host = target, parsed.scheme, parsed.authority
+        path = (urlsplit(base).path or "/") + (f"?{query}" if query else "")
+    body = b""
+    if data_file is not None:
+        try:
+            body = data_file.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"--data-file: cannot read {data_file} ({exc.strerror})") from None
+    headers = signed_headers(
+        settings,
+        creds,
+        scheme=scheme,
+        authority=host,
+        method=method.upper(),
+        target=path,
+        content_type=content_type,
+        now=now,
+        length=len(body),
+        sha256=hashlib.sha256(body).digest(),
+    )
     del headers["Host"]  # the client sends it from the URL; it is the value signed
     if output == "json":
         return json.dumps({"method": method.upper(), "url": url, "headers": headers}, indent=2)

@@ -1,4 +1,4 @@
-"""Forwarding: build the signed upstream request, then stream bodies both ways."""
+"""Forwarding: send the signed request upstream, stream the answer back, map failures."""
 
 from __future__ import annotations
 
@@ -9,24 +9,15 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict
-from yarl import URL
 
-from . import signing
-from .headers import request_headers, response_headers
+from .headers import response_headers
+from .outgoing import BodyTooLarge, build_upstream_request
 from .upstream import classify
 
 if TYPE_CHECKING:
     from .app import ProxyState
-    from .credentials import Credentials
 
 log = logging.getLogger(__name__)
-
-DEFAULT_CONTENT_TYPE = "application/json"
-# The vendor's collection sends it lower-case; header names are case-insensitive (RFC 9110 5.1).
-DEVELOPER_KEY_HEADER = "DeveloperKey"
-_DROP_WITH_DEVELOPER_KEY = frozenset({DEVELOPER_KEY_HEADER.lower()})
-_DROP_NOTHING: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -43,65 +34,30 @@ def error_response(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
-def signed_headers(
-    creds: Credentials, host: str, method: str, target: str, content_type: str, now: float
-) -> dict[str, str]:
-    """The headers the proxy adds to a request, ``Authorization`` last: it signs the others."""
-    date = signing.http_date(now)
-    headers = {"Host": host, "Date": date, "Content-Type": content_type}
-    if creds.developer_key:
-        headers[DEVELOPER_KEY_HEADER] = creds.developer_key
-    headers["Authorization"] = signing.sign(
-        key_id=creds.access_key_id,
-        secret=creds.secret,
-        method=method,
-        target=target,
-        host=host,
-        date=date,
-        content_type=content_type,
-    )
-    return headers
-
-
-def build_upstream_request(
-    request: web.Request, state: ProxyState, request_id: str
-) -> tuple[URL, CIMultiDict[str]]:
-    """The URL and headers of the upstream request, signed last, after every other change."""
-    creds, upstream = state.credentials.current, state.settings.upstream
-    # Byte for byte: no normalising, no re-encoding. Sign the target exactly as the client
-    # library will write it on the wire (it drops an empty "?"), so the two can never differ.
-    url = URL(upstream.origin + upstream.prefix + request.raw_path, encoded=True)
-    drop = _DROP_WITH_DEVELOPER_KEY if creds.developer_key else _DROP_NOTHING
-    headers = request_headers(request.headers, drop)
-    content_type = headers.pop("Content-Type", None) or DEFAULT_CONTENT_TYPE
-    if "X-Request-Id" not in headers:
-        headers["X-Request-Id"] = request_id
-    headers.update(
-        signed_headers(
-            creds,
-            upstream.authority,
-            request.method,
-            url.raw_path_qs,
-            content_type,
-            state.skew.now(),
-        )
-    )
-    return url, headers
-
-
 async def forward(
     request: web.Request, state: ProxyState, exchange: Exchange
 ) -> web.StreamResponse:
     """Send the request upstream, signed, and stream the answer back."""
     assert state.session is not None, "the client session is created at start-up"
-    url, headers = build_upstream_request(request, state, exchange.request_id)
+    try:
+        url, headers, body = await build_upstream_request(request, state, exchange.request_id)
+    except BodyTooLarge:
+        too_large = error_response(
+            413,
+            "body_too_large",
+            f"signing needs the whole body, which is over --max-buffered-body "
+            f"({state.settings.max_buffered_body} bytes): raise the limit, or send the body "
+            "with a Content-Length",
+        )
+        too_large.force_close()  # the rest of the body is not read
+        return too_large
     sent, started = state.skew.clock(), time.perf_counter()
     try:
         async with state.session.request(
             request.method,
             url,
             headers=headers,
-            data=request.content if request.body_exists else None,
+            data=body,
             allow_redirects=False,  # a redirect is the client's to follow, not ours
             proxy=state.outbound_proxy,
         ) as upstream:

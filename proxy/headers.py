@@ -26,7 +26,11 @@ HOP_BY_HOP = frozenset(
 # client's Authorization must never reach the upstream next to (or instead of) the signature.
 # Expect is answered by this server (100 Continue); forwarding it would make the client library
 # wait for a second interim response that never comes.
-PROXY_OWNED_REQUEST = frozenset({"host", "date", "authorization", "expect"})
+# Signature fields of either scheme are the proxy's too: it signs last, with nothing of the
+# client's that could stand beside or confuse its own signature.
+PROXY_OWNED_REQUEST = frozenset(
+    {"host", "date", "authorization", "expect", "signature", "signature-input"}
+)
 
 
 def connection_tokens(headers: CIMultiDictProxy[str]) -> set[str]:

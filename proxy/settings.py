@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import configparser
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,15 +11,25 @@ from typing import Any
 from .addresses import Listen, Upstream, parse_listen, parse_upstream
 from .credentials import DEFAULT_PROFILE, default_credentials_path
 from .errors import ConfigError
-from .logs import LOG_FORMATS
+from .signing import DEFAULT_SIGNED_HEADERS
+from .values import (
+    parse_bool,
+    parse_log_format,
+    parse_log_level,
+    parse_mode,
+    parse_path,
+    parse_scheme,
+    parse_seconds,
+    parse_sign_headers,
+    parse_size,
+    parse_text,
+    parse_token,
+)
 
 __all__ = ["OPTIONS", "Option", "Settings", "parse_listen", "parse_upstream", "resolve"]
 
 ENV_PREFIX = "REMOTEIT_PROXY_"
 CONFIG_SECTION = "proxy"
-LOG_LEVELS = ("debug", "info", "warning", "error")
-_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
-_TOKEN = re.compile(r"[\x21-\x7e]+")
 
 
 @dataclass(frozen=True)
@@ -44,62 +53,16 @@ class Settings:
     log_format: str = "text"
     clock_skew_threshold: float = 5.0
     no_clock_correction: bool = False
+    scheme: str = "cavage"
+    sign_headers: tuple[str, ...] = DEFAULT_SIGNED_HEADERS
+    sign_content_digest: bool = False
+    max_buffered_body: int = 10 * 1024 * 1024
     config: Path | None = None
 
-
-def _parse_seconds(value: str, origin: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = -1.0
-    if not 0 < seconds < float("inf"):
-        raise ConfigError(f"{origin}: {value!r} is not a positive number of seconds")
-    return seconds
-
-
-def _parse_log_level(value: str, origin: str) -> str:
-    if value.lower() not in LOG_LEVELS:
-        raise ConfigError(f"{origin}: {value!r} is not one of {', '.join(LOG_LEVELS)}")
-    return value.lower()
-
-
-def _parse_log_format(value: str, origin: str) -> str:
-    if value.lower() not in LOG_FORMATS:
-        raise ConfigError(f"{origin}: {value!r} is not one of {', '.join(LOG_FORMATS)}")
-    return value.lower()
-
-
-def _parse_text(value: str, origin: str) -> str:
-    if not value:
-        raise ConfigError(f"{origin}: may not be empty")
-    return value
-
-
-def _parse_path(value: str, origin: str) -> Path:
-    return Path(_parse_text(value, origin)).expanduser()
-
-
-def _parse_bool(value: str, origin: str) -> bool:
-    if value.lower() not in _TRUE + _FALSE:
-        raise ConfigError(f"{origin}: {value!r} is not true or false")
-    return value.lower() in _TRUE
-
-
-def _parse_mode(value: str, origin: str) -> int:
-    try:
-        mode = int(value.removeprefix("0o"), 8)
-    except ValueError:
-        mode = -1
-    if not 0 <= mode <= 0o777:
-        raise ConfigError(f"{origin}: {value!r} is not an octal file mode such as 0600 or 0660")
-    return mode
-
-
-def _parse_token(value: str, origin: str) -> str:
-    # Never echo the value: it is a secret.
-    if not _TOKEN.fullmatch(value):
-        raise ConfigError(f"{origin}: the token must be printable ASCII without spaces")
-    return value
+    @property
+    def signs_length(self) -> bool:
+        """True when the exact body length is signed (draft-cavage ``content-length``)."""
+        return self.scheme == "cavage" and "content-length" in self.sign_headers
 
 
 @dataclass(frozen=True)
@@ -131,47 +94,63 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "upstream", "https://api.remote.it", "API origin and path prefix", parse_upstream, "URL"
     ),
-    Option("credentials", None, "credentials file (~/.remoteit/credentials)", _parse_path, "PATH"),
-    Option("profile", DEFAULT_PROFILE, "profile of the credentials file", _parse_text, "NAME"),
-    Option("log-level", "info", "debug, info, warning or error", _parse_log_level, "LEVEL"),
-    Option("connect-timeout", "10", "seconds to connect to the upstream", _parse_seconds, "S"),
-    Option("read-timeout", "60", "seconds to wait for each upstream read", _parse_seconds, "S"),
-    Option("token", None, "clients must send Authorization: Bearer TOKEN", _parse_token, "TOKEN"),
-    Option("token-file", None, "read the token from this file", _parse_path, "PATH"),
+    Option("credentials", None, "credentials file (~/.remoteit/credentials)", parse_path, "PATH"),
+    Option("profile", DEFAULT_PROFILE, "profile of the credentials file", parse_text, "NAME"),
+    Option("log-level", "info", "debug, info, warning or error", parse_log_level, "LEVEL"),
+    Option("connect-timeout", "10", "seconds to connect to the upstream", parse_seconds, "S"),
+    Option("read-timeout", "60", "seconds to wait for each upstream read", parse_seconds, "S"),
+    Option("token", None, "clients must send Authorization: Bearer TOKEN", parse_token, "TOKEN"),
+    Option("token-file", None, "read the token from this file", parse_path, "PATH"),
     Option(
         "allow-unauthenticated",
         "false",
         "allow a non-loopback address without a token",
-        _parse_bool,
+        parse_bool,
         is_flag=True,
     ),
-    Option("socket-mode", "0600", "file mode of a unix socket", _parse_mode, "MODE"),
-    Option("ca-bundle", None, "extra CA certificates to trust (PEM)", _parse_path, "PATH"),
+    Option("socket-mode", "0600", "file mode of a unix socket", parse_mode, "MODE"),
+    Option("ca-bundle", None, "extra CA certificates to trust (PEM)", parse_path, "PATH"),
     Option(
         "insecure-skip-verify",
         "false",
         "do not verify the upstream's TLS certificate",
-        _parse_bool,
+        parse_bool,
         is_flag=True,
     ),
-    Option("shutdown-timeout", "10", "seconds in-flight requests get at exit", _parse_seconds, "S"),
-    Option("log-format", "text", "text or json (one object per line)", _parse_log_format, "FMT"),
+    Option("shutdown-timeout", "10", "seconds in-flight requests get at exit", parse_seconds, "S"),
+    Option("log-format", "text", "text or json (one object per line)", parse_log_format, "FMT"),
     Option(
         "clock-skew-threshold",
         "5",
         "correct the signing time past this offset",
-        _parse_seconds,
+        parse_seconds,
         "S",
     ),
     Option(
         "no-clock-correction",
         "false",
         "never correct the signing time for clock skew",
-        _parse_bool,
+        parse_bool,
         is_flag=True,
     ),
+    Option("scheme", "cavage", "cavage or rfc9421 (HTTP Message Signatures)", parse_scheme, "S"),
+    Option(
+        "sign-headers",
+        " ".join(DEFAULT_SIGNED_HEADERS),
+        "headers signed with --scheme cavage",
+        parse_sign_headers,
+        "LIST",
+    ),
+    Option(
+        "sign-content-digest",
+        "false",
+        "with rfc9421, add and sign Content-Digest",
+        parse_bool,
+        is_flag=True,
+    ),
+    Option("max-buffered-body", "10MiB", "largest body buffered to sign it", parse_size, "SIZE"),
 )
-CONFIG_OPTION = Option("config", None, "INI file with a [proxy] section", _parse_path, "FILE")
+CONFIG_OPTION = Option("config", None, "INI file with a [proxy] section", parse_path, "FILE")
 
 
 def read_config_file(path: Path) -> dict[str, str]:
@@ -210,7 +189,7 @@ def _read_token_file(path: Path) -> str:
         raise ConfigError(f"--token-file: cannot read {path} ({reason})") from None
     if not token:
         raise ConfigError(f"--token-file: {path} is empty; write the token into it")
-    return _parse_token(token, f"--token-file {path}")
+    return parse_token(token, f"--token-file {path}")
 
 
 def _check_exposure(values: Mapping[str, Any]) -> None:
@@ -258,6 +237,8 @@ def resolve(cli: Mapping[str, str], environ: Mapping[str, str], serving: bool = 
         if values["token"] is not None:
             raise ConfigError("--token and --token-file are both set; use only one of them")
         values["token"] = _read_token_file(values["token_file"])
+    if values["sign_content_digest"] and values["scheme"] != "rfc9421":
+        raise ConfigError("--sign-content-digest needs --scheme rfc9421 (cavage signs no digest)")
     if serving:
         _check_exposure(values)
     return Settings(config=config_path, **values)

@@ -82,6 +82,10 @@ def test_option_table_names_env_and_keys() -> None:
         "log-format",
         "clock-skew-threshold",
         "no-clock-correction",
+        "scheme",
+        "sign-headers",
+        "sign-content-digest",
+        "max-buffered-body",
     ]
     by_name = {o.name: o for o in OPTIONS}
     assert by_name["log-level"].flag == "--log-level"
@@ -127,6 +131,10 @@ def test_option_table_defaults_match_resolved_defaults() -> None:
         "log-format": "text",
         "clock-skew-threshold": "5",
         "no-clock-correction": "false",
+        "scheme": "cavage",
+        "sign-headers": "(request-target) host date content-type",
+        "sign-content-digest": "false",
+        "max-buffered-body": "10MiB",
     }
 
 

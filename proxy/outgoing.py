@@ -1,0 +1,140 @@
+"""The upstream request: its body (streamed, or buffered when signing needs it) and headers."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING
+
+from aiohttp import StreamReader, web
+from multidict import CIMultiDict
+from yarl import URL
+
+from . import signing
+from .headers import request_headers
+
+if TYPE_CHECKING:
+    from .app import ProxyState
+    from .credentials import Credentials
+    from .settings import Settings
+
+DEFAULT_CONTENT_TYPE = "application/json"
+# The vendor's collection sends it lower-case; header names are case-insensitive (RFC 9110 5.1).
+DEVELOPER_KEY_HEADER = "DeveloperKey"
+_DROP_WITH_DEVELOPER_KEY = frozenset({DEVELOPER_KEY_HEADER.lower()})
+_DROP_NOTHING: frozenset[str] = frozenset()
+
+Body = bytes | StreamReader | None
+
+
+class BodyTooLarge(Exception):
+    """A body that must be buffered to be signed is over ``--max-buffered-body``."""
+
+
+def signed_headers(
+    settings: Settings,
+    creds: Credentials,
+    *,
+    scheme: str,
+    authority: str,
+    method: str,
+    target: str,
+    content_type: str,
+    now: float,
+    length: int | None = None,
+    sha256: bytes | None = None,
+) -> dict[str, str]:
+    """The headers the proxy adds, the signature last since it covers the others.
+
+    ``target`` is the path and query as sent, ``length`` the exact body length (needed when
+    it is signed), ``sha256`` the body's digest (needed for ``--sign-content-digest``).
+    """
+    date = signing.http_date(now)
+    headers = {"Host": authority, "Date": date, "Content-Type": content_type}
+    if settings.signs_length:
+        headers["Content-Length"] = str(length or 0)
+    if creds.developer_key:
+        headers[DEVELOPER_KEY_HEADER] = creds.developer_key
+    if settings.scheme == "rfc9421":
+        digest = None
+        if settings.sign_content_digest:
+            digest = headers["Content-Digest"] = signing.content_digest(
+                sha256 or hashlib.sha256().digest()
+            )
+        headers["Signature-Input"], headers["Signature"] = signing.sign_rfc9421(
+            key_id=creds.access_key_id,
+            secret=creds.secret,
+            method=method,
+            target_uri=f"{scheme}://{authority}{target}",
+            authority=authority,
+            date=date,
+            created=int(now),
+            digest=digest,
+        )
+        return headers
+    headers["Authorization"] = signing.sign(
+        key_id=creds.access_key_id,
+        secret=creds.secret,
+        method=method,
+        target=target,
+        host=authority,
+        date=date,
+        content_type=content_type,
+        content_length=length if settings.signs_length else None,
+        header_names=settings.sign_headers,
+    )
+    return headers
+
+
+async def read_body(request: web.Request, settings: Settings) -> tuple[Body, int, bytes | None]:
+    """The body to send, its length, and its SHA-256 when the signature covers a digest.
+
+    It streams unless the signature needs what only the whole body tells: a digest, or the
+    length of a chunked body. Then it is buffered, up to ``--max-buffered-body``.
+    """
+    length = request.content_length
+    chunked = request.body_exists and length is None
+    if not (settings.sign_content_digest or (settings.signs_length and chunked)):
+        return (request.content if request.body_exists else None), length or 0, None
+    limit = settings.max_buffered_body
+    if length is not None and length > limit:
+        raise BodyTooLarge
+    chunks, size = [], 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    return body, size, hashlib.sha256(body).digest()
+
+
+async def build_upstream_request(
+    request: web.Request, state: ProxyState, request_id: str
+) -> tuple[URL, CIMultiDict[str], Body]:
+    """The URL, headers and body of the upstream request, signed after every other change."""
+    settings, creds = state.settings, state.credentials.current
+    upstream = settings.upstream
+    # Byte for byte: no normalising, no re-encoding. Sign the target exactly as the client
+    # library will write it on the wire (it drops an empty "?"), so the two can never differ.
+    url = URL(upstream.origin + upstream.prefix + request.raw_path, encoded=True)
+    body, length, sha256 = await read_body(request, settings)
+    drop = _DROP_WITH_DEVELOPER_KEY if creds.developer_key else _DROP_NOTHING
+    headers = request_headers(request.headers, drop)
+    content_type = headers.pop("Content-Type", None) or DEFAULT_CONTENT_TYPE
+    if "X-Request-Id" not in headers:
+        headers["X-Request-Id"] = request_id
+    headers.update(
+        signed_headers(
+            settings,
+            creds,
+            scheme=upstream.scheme,
+            authority=upstream.authority,
+            method=request.method,
+            target=url.raw_path_qs,
+            content_type=content_type,
+            now=state.skew.now(),
+            length=length,
+            sha256=sha256,
+        )
+    )
+    return url, headers, body
