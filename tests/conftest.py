@@ -40,6 +40,16 @@ def credentials_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def creds(tmp_path: Path) -> Path:
+    """A credentials file whose profile also has a developer key."""
+    return write_credentials(
+        tmp_path / "credentials",
+        f"[DEFAULT]\nR3_ACCESS_KEY_ID={KEY_ID}\nR3_SECRET_ACCESS_KEY={SECRET_B64}\n"
+        f"R3_DEVELOPER_API_KEY={DEVELOPER_KEY}\n",
+    )
+
+
+@pytest.fixture
 async def upstream(aiohttp_server: Callable[..., Awaitable[TestServer]]) -> FakeUpstream:
     fake = FakeUpstream(keys={KEY_ID: SECRET})
     server = await aiohttp_server(fake.app())

@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import DEVELOPER_KEY, KEY_ID, SECRET_B64, write_credentials
+from conftest import DEVELOPER_KEY, KEY_ID, SECRET_B64
 from fake_upstream import FakeUpstream, Received
 from test_cli import base_env
 from test_proxy import closed_port
@@ -37,15 +37,6 @@ async def run(*args: str, home: Path) -> tuple[int, str, str]:
 async def login(request: web.Request, received: Received) -> web.StreamResponse:
     body = {"data": {"login": {"email": "someone@example.com"}}}
     return web.json_response(body)
-
-
-@pytest.fixture
-def creds(tmp_path: Path) -> Path:
-    return write_credentials(
-        tmp_path / "credentials",
-        f"[DEFAULT]\nR3_ACCESS_KEY_ID={KEY_ID}\nR3_SECRET_ACCESS_KEY={SECRET_B64}\n"
-        f"R3_DEVELOPER_API_KEY={DEVELOPER_KEY}\n",
-    )
 
 
 def leaks(text: str) -> bool:
