@@ -103,10 +103,23 @@ def _request_id(request: web.Request) -> str:
 
 async def handle(state: ProxyState, request: web.Request) -> web.StreamResponse:
     """Answer one client request: from the proxy itself, a refusal, or forwarded signed."""
-    if request.raw_path.startswith(endpoints.PREFIX):
-        # Probes and scrapes: not counted as traffic, and no token needed.
-        return endpoints.answer(request, state)
     started = time.perf_counter()
+    if request.raw_path.startswith(endpoints.PREFIX):
+        # Probes and scrapes: no token needed, not counted as traffic, and logged at DEBUG so
+        # that a probe every few seconds does not bury the requests in the log.
+        own = endpoints.answer(request, state)
+        log_access(
+            method=request.method,
+            path=request.raw_path.partition("?")[0],
+            status=own.status,
+            bytes_in=0,
+            bytes_out=len(own.body or b""),  # type: ignore[arg-type]
+            seconds=time.perf_counter() - started,
+            upstream_seconds=None,
+            request_id="-",
+            level=logging.DEBUG,
+        )
+        return own
     exchange = Exchange(_request_id(request))
     status = CLIENT_CLOSED
     state.metrics.in_flight.inc()
@@ -134,5 +147,9 @@ async def handle(state: ProxyState, request: web.Request) -> web.StreamResponse:
             seconds=seconds,
             upstream_seconds=exchange.upstream_seconds,
             request_id=exchange.request_id,
-            hint=state.skew.refusal_hints(status) if upstream_refused else "",
+            hint=(
+                state.skew.refusal_hints(status, exchange.signed_corrected)
+                if upstream_refused
+                else ""
+            ),
         )

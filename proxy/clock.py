@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import logging
+import statistics
 import time
+from collections import deque
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 
 log = logging.getLogger(__name__)
 
-# Weight of each new sample in the moving average: a few answers settle it, one odd answer
-# (a cached response with an old Date) moves it little.
-SMOOTHING = 0.25
+# The estimate is the mean of the last few answers without the highest and the lowest: one
+# odd Date (say, a response from a cache) cannot move it. Two answers in a row that agree with
+# each other and not with the estimate mean a clock was set: the estimate starts over there.
+SAMPLES = 8
+AGREE = 2.0
 
 
 class ClockSkew:
@@ -19,8 +23,9 @@ class ClockSkew:
 
     The vendor warns that signing is sensitive to clock drift; a signature whose Date is off by
     more than the API tolerates is refused with 403. Each answer's ``Date`` (RFC 9110 5.6.7:
-    whole seconds, truncated) is compared with the midpoint of our request, and the offsets are
-    smoothed. Past ``threshold`` seconds the proxy signs with the corrected time.
+    whole seconds, truncated) is compared with the midpoint of our request; the estimate is a
+    trimmed mean of recent answers. Past ``threshold`` seconds the proxy signs with the
+    corrected time.
     """
 
     def __init__(
@@ -34,6 +39,7 @@ class ClockSkew:
         self.clock = clock
         self.estimate: float | None = None
         self.correcting = False
+        self._samples: deque[float] = deque(maxlen=SAMPLES)
 
     @property
     def offset(self) -> int:
@@ -45,9 +51,14 @@ class ClockSkew:
         now = self.clock()
         return now + self.offset if self.correcting else now
 
-    def observe(self, date: str | None, sent: float, received: float) -> None:
-        """Take one answer's Date header; ``sent`` and ``received`` are our clock's times."""
-        if not date:
+    def observe(
+        self, date: str | None, sent: float, received: float, age: str | None = None
+    ) -> None:
+        """Take one answer's Date header; ``sent`` and ``received`` are our clock's times.
+
+        An answer with an ``Age`` header came from a cache: its Date is not the server's now.
+        """
+        if not date or age is not None:
             return
         try:
             upstream = parsedate_to_datetime(date).timestamp()
@@ -55,10 +66,20 @@ class ClockSkew:
             return
         # The header truncates to the second: on average the true time is half a second later.
         sample = upstream + 0.5 - (sent + received) / 2
-        if self.estimate is None or abs(sample - self.estimate) > 60:
-            self.estimate = sample  # first answer, or a jump (the clock was set): start over
-        else:
-            self.estimate += SMOOTHING * (sample - self.estimate)
+        samples = self._samples
+        if (
+            self.estimate is not None
+            and samples
+            and abs(sample - samples[-1]) <= AGREE
+            and abs(sample - self.estimate) > max(self.threshold, AGREE)
+        ):
+            previous = samples[-1]
+            samples.clear()
+            samples.append(previous)
+        samples.append(sample)
+        ordered = sorted(samples)
+        kept = ordered[1:-1] if len(ordered) >= 3 else ordered
+        self.estimate = statistics.fmean(kept)
         self._update()
 
     def _update(self) -> None:
@@ -74,10 +95,15 @@ class ClockSkew:
             self.correcting = False
             log.warning("clock offset is now %+d s: no longer correcting the time", -self.offset)
 
-    def refusal_hints(self, status: int) -> str:
-        """Likely causes of a 401 or 403 from the API, most likely first; no secret in them."""
+    def refusal_hints(self, status: int, signed_corrected: bool | None = None) -> str:
+        """Likely causes of a 401 or 403 from the API, most likely first; no secret in them.
+
+        ``signed_corrected`` says whether the refused request was signed with the corrected
+        time (default: whether correction is on now).
+        """
         causes = []
-        if abs(self.offset) > self.threshold and not self.correcting:
+        corrected = self.correcting if signed_corrected is None else signed_corrected
+        if abs(self.offset) > self.threshold and not corrected:
             causes.append(f"this machine's clock is {-self.offset:+d} s off the API's")
         if status == 401:
             causes.append("the request was not signed as the API expects")

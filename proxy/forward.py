@@ -27,6 +27,7 @@ class Exchange:
     request_id: str
     upstream_seconds: float | None = None
     bytes_out: int = 0
+    signed_corrected: bool = False
 
 
 def error_response(status: int, code: str, message: str) -> web.Response:
@@ -52,6 +53,7 @@ async def forward(
         too_large.force_close()  # the rest of the body is not read
         return too_large
     sent, started = state.skew.clock(), time.perf_counter()
+    exchange.signed_corrected = state.skew.correcting
     try:
         async with state.session.request(
             request.method,
@@ -62,7 +64,9 @@ async def forward(
             proxy=state.outbound_proxy,
         ) as upstream:
             exchange.upstream_seconds = time.perf_counter() - started
-            state.skew.observe(upstream.headers.get("Date"), sent, state.skew.clock())
+            state.skew.observe(
+                upstream.headers.get("Date"), sent, state.skew.clock(), upstream.headers.get("Age")
+            )
             headers = response_headers(upstream.headers)
             headers["X-Request-Id"] = exchange.request_id
             response = web.StreamResponse(

@@ -53,9 +53,10 @@ def log_access(
     upstream_seconds: float | None,
     request_id: str,
     hint: str = "",
+    level: int = logging.INFO,
 ) -> None:
     """The access line: no header values, no bodies, no query string."""
-    if not access_log.isEnabledFor(logging.INFO):
+    if not access_log.isEnabledFor(level):
         return
     upstream_ms = None if upstream_seconds is None else round(upstream_seconds * 1000, 1)
     fields: dict[str, Any] = {
@@ -71,7 +72,8 @@ def log_access(
     if hint:
         fields["hint"] = hint
     upstream = "-" if upstream_ms is None else f"{upstream_ms}ms"
-    access_log.info(
+    access_log.log(
+        level,
         "%s %s %d in=%d out=%d %.1fms upstream=%s id=%s%s",
         method,
         path,

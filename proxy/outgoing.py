@@ -121,8 +121,8 @@ async def build_upstream_request(
     drop = _DROP_WITH_DEVELOPER_KEY if creds.developer_key else _DROP_NOTHING
     headers = request_headers(request.headers, drop)
     content_type = headers.pop("Content-Type", None) or DEFAULT_CONTENT_TYPE
-    if "X-Request-Id" not in headers:
-        headers["X-Request-Id"] = request_id
+    # The id in the access line: the client's own when usable, else a new one (replacing it).
+    headers["X-Request-Id"] = request_id
     headers.update(
         signed_headers(
             settings,
