@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -15,12 +14,12 @@ from pathlib import Path
 
 from . import __version__
 from .commands import check, sign_request
-from .credentials import Credentials, load_credentials
+from .credentials import load_credentials
 from .errors import ConfigError
 from .logs import setup_logging
 from .outgoing import DEFAULT_CONTENT_TYPE
-from .server import ProxyService
-from .settings import CONFIG_OPTION, OPTIONS, Settings, resolve
+from .settings import CONFIG_OPTION, OPTIONS, resolve
+from .workers import serve, serve_workers
 
 log = logging.getLogger("proxy")
 
@@ -108,40 +107,6 @@ def raise_open_file_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, target), hard))
 
 
-async def serve(settings: Settings, credentials: Credentials) -> None:
-    """Run the proxy until SIGINT or SIGTERM, then let in-flight requests finish."""
-    service = ProxyService(settings, credentials)
-    addresses = await service.start()
-    log.info(
-        "remoteit-proxy %s listening on %s, forwarding to %s, profile %s, key %s",
-        __version__,
-        ", ".join(addresses),
-        settings.upstream,
-        credentials.profile,
-        credentials.masked_key_id,
-    )
-    if settings.token is None and not settings.listen.is_loopback:
-        log.warning(
-            "--allow-unauthenticated: anyone who can reach %s can use your Remote.It account",
-            settings.listen,
-        )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    # Windows has no add_signal_handler: there Ctrl+C raises KeyboardInterrupt instead.
-    with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
-        loop.add_signal_handler(signal.SIGINT, stop.set)
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, service.watcher.reload, "SIGHUP")
-    try:
-        await stop.wait()
-    finally:
-        log.info(
-            "shutting down: finishing requests in flight (up to %gs)", settings.shutdown_timeout
-        )
-        await service.stop()
-        log.info("stopped")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``remoteit-proxy`` and ``python -m proxy``; returns the exit code."""
     args = _parse(argv)
@@ -174,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return EXIT_OK
         raise_open_file_limit()
+        if settings.workers > 1:
+            return serve_workers(settings, credentials)
         asyncio.run(serve(settings, credentials))
     except ConfigError as exc:
         print(f"remoteit-proxy: error: {exc}", file=sys.stderr)

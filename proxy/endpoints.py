@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,7 @@ def health(state: ProxyState) -> web.Response:
         {
             "status": "ok",
             "version": __version__,
+            "pid": os.getpid(),  # which of several --workers answered
             "profile": creds.profile,
             "key_id": creds.masked_key_id,
             "upstream": str(state.settings.upstream),

@@ -121,6 +121,7 @@ class ProxyService:
         environ: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.time,
         reload_interval: float = 1.0,
+        reuse_port: bool = False,
     ) -> None:
         environ = os.environ if environ is None else environ
         self.settings = settings
@@ -136,6 +137,7 @@ class ProxyService:
         )
         self.state.outbound_proxy = outbound_proxy(settings.upstream, environ)
         self._reload_interval = reload_interval
+        self._reuse_port = reuse_port
         self._runner: web.BaseRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._unix_inode: int | None = None
@@ -154,7 +156,13 @@ class ProxyService:
                 self._unix_inode = os.stat(listen.unix).st_ino
                 site: web.BaseSite = web.SockSite(self._runner, sock, backlog=BACKLOG)
             else:
-                site = web.TCPSite(self._runner, listen.host, listen.port, backlog=BACKLOG)
+                site = web.TCPSite(
+                    self._runner,
+                    listen.host,
+                    listen.port,
+                    backlog=BACKLOG,
+                    reuse_port=self._reuse_port or None,
+                )
             await site.start()
         except OSError as exc:
             await self.stop()

@@ -24,6 +24,7 @@ from .values import (
     parse_size,
     parse_text,
     parse_token,
+    parse_workers,
 )
 
 __all__ = ["OPTIONS", "Option", "Settings", "parse_listen", "parse_upstream", "resolve"]
@@ -57,6 +58,7 @@ class Settings:
     sign_headers: tuple[str, ...] = DEFAULT_SIGNED_HEADERS
     sign_content_digest: bool = False
     max_buffered_body: int = 10 * 1024 * 1024
+    workers: int = 1
     config: Path | None = None
 
     @property
@@ -149,6 +151,7 @@ OPTIONS: tuple[Option, ...] = (
         is_flag=True,
     ),
     Option("max-buffered-body", "10MiB", "largest body buffered to sign it", parse_size, "SIZE"),
+    Option("workers", "1", "processes sharing the port (SO_REUSEPORT)", parse_workers, "N"),
 )
 CONFIG_OPTION = Option("config", None, "INI file with a [proxy] section", parse_path, "FILE")
 

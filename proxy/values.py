@@ -95,3 +95,9 @@ def parse_token(value: str, origin: str) -> str:
     if not _TOKEN.fullmatch(value):
         raise ConfigError(f"{origin}: the token must be printable ASCII without spaces")
     return value
+
+
+def parse_workers(value: str, origin: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 64:
+        raise ConfigError(f"{origin}: {value!r} is not a number of processes from 1 to 64")
+    return int(value)

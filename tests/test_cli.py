@@ -229,3 +229,38 @@ def test_help_lists_the_commands_and_every_option() -> None:
         text = run(command, "--help")
         for option in (CONFIG_OPTION, *OPTIONS):
             assert option.flag in text and option.env in text
+
+
+async def test_workers_share_one_port(upstream: FakeUpstream, tmp_path: Path) -> None:
+    path = good_file_at(tmp_path)
+    args = (
+        "--listen",
+        "127.0.0.1:0",
+        "--workers",
+        "2",
+        "--upstream",
+        upstream.url,
+        "--credentials",
+        str(path),
+    )
+    async with proxy_process(*args, env=base_env(tmp_path)) as running:
+        pids = set()
+        for _ in range(40):  # a new connection each time: the kernel spreads them
+            connector = aiohttp.TCPConnector(force_close=True)
+            async with (
+                aiohttp.ClientSession(connector=connector) as session,
+                session.get(running.url + "/-/health") as response,
+            ):
+                pids.add((await response.json())["pid"])
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(running.url + "/graphql/v1", data=b"{}") as response,
+            ):
+                assert response.status == 200
+        assert len(pids) == 2 and running.process.pid not in pids
+    assert all(r.verified for r in upstream.received)
+
+
+def good_file_at(home: Path) -> Path:
+    text = f"[DEFAULT]\nR3_ACCESS_KEY_ID={KEY_ID}\nR3_SECRET_ACCESS_KEY={SECRET_B64}\n"
+    return write_credentials(home / "credentials", text)

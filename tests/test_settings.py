@@ -86,6 +86,7 @@ def test_option_table_names_env_and_keys() -> None:
         "sign-headers",
         "sign-content-digest",
         "max-buffered-body",
+        "workers",
     ]
     by_name = {o.name: o for o in OPTIONS}
     assert by_name["log-level"].flag == "--log-level"
@@ -135,6 +136,7 @@ def test_option_table_defaults_match_resolved_defaults() -> None:
         "sign-headers": "(request-target) host date content-type",
         "sign-content-digest": "false",
         "max-buffered-body": "10MiB",
+        "workers": "1",
     }
 
 

@@ -1,0 +1,107 @@
+"""Running the server: one process until a signal, or several on one SO_REUSEPORT port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from dataclasses import replace
+
+from . import __version__
+from .addresses import Listen
+from .credentials import Credentials
+from .errors import ConfigError
+from .server import ProxyService
+from .settings import Settings
+
+log = logging.getLogger("proxy")
+
+
+async def serve(settings: Settings, credentials: Credentials) -> None:
+    """Run the proxy until SIGINT or SIGTERM, then let in-flight requests finish."""
+    service = ProxyService(settings, credentials, reuse_port=settings.workers > 1)
+    addresses = await service.start()
+    log.info(
+        "remoteit-proxy %s listening on %s, forwarding to %s, profile %s, key %s",
+        __version__,
+        ", ".join(addresses),
+        settings.upstream,
+        credentials.profile,
+        credentials.masked_key_id,
+    )
+    if settings.token is None and not settings.listen.is_loopback:
+        log.warning(
+            "--allow-unauthenticated: anyone who can reach %s can use your Remote.It account",
+            settings.listen,
+        )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    # Windows has no add_signal_handler: there Ctrl+C raises KeyboardInterrupt instead.
+    with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, service.watcher.reload, "SIGHUP")
+    try:
+        await stop.wait()
+    finally:
+        log.info(
+            "shutting down: finishing requests in flight (up to %gs)", settings.shutdown_timeout
+        )
+        await service.stop()
+        log.info("stopped")
+
+
+def _reserve_port(listen: Listen) -> tuple[socket.socket, int]:
+    """Bind (without listening) to learn which port 0 means; kept open so it stays ours."""
+    family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
+    holder = socket.socket(family, socket.SOCK_STREAM)
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    holder.bind((listen.host, listen.port))
+    return holder, int(holder.getsockname()[1])
+
+
+def serve_workers(settings: Settings, credentials: Credentials) -> int:
+    """Fork ``--workers`` processes that each listen on the same port with SO_REUSEPORT, so
+    the kernel spreads connections over them; forward signals to them; wait for them all.
+
+    Each worker has its own upstream pool, credential watcher and metrics (a scrape of
+    /-/metrics sees the worker that answered it).
+    """
+    if not hasattr(os, "fork") or not hasattr(socket, "SO_REUSEPORT"):
+        raise ConfigError("--workers above 1 needs Linux or another system with SO_REUSEPORT")
+    if settings.listen.unix is not None:
+        raise ConfigError("--workers above 1 needs a TCP --listen address, not a unix socket")
+    try:
+        holder, port = _reserve_port(settings.listen)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {settings.listen} ({exc.strerror})") from None
+    settings = replace(settings, listen=Listen(settings.listen.host, port))
+    children: list[int] = []
+    for _ in range(settings.workers):
+        pid = os.fork()
+        if pid == 0:  # a worker: serve until signalled, then leave without the parent's cleanup
+            holder.close()
+            code = 0
+            try:
+                asyncio.run(serve(settings, credentials))
+            except ConfigError as exc:
+                log.error("worker %d: %s", os.getpid(), exc)
+                code = 2
+            except BaseException:
+                code = 1
+            os._exit(code)
+        children.append(pid)
+
+    def relay(signum: int, _frame: object) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, relay)
+    codes = [os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) for child in children]
+    holder.close()
+    return max((code for code in codes if code > 0), default=0)
