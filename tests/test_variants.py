@@ -290,3 +290,32 @@ async def test_check_command_with_rfc9421(upstream: FakeUpstream, creds: Path) -
     assert code == 0, out
     assert "Signature-Input" in dict(last(upstream).headers)
     assert SECRET not in out.encode()
+
+
+async def test_a_third_party_rfc9421_verifier_accepts_the_proxy(
+    make_proxy: ProxyFactory, upstream: FakeUpstream
+) -> None:
+    """pyauth's http-message-signatures, an implementation independent of both ours."""
+    hms = pytest.importorskip("http_message_signatures")
+
+    class Keys(hms.HTTPSignatureKeyResolver):  # type: ignore[misc]
+        def resolve_public_key(self, key_id: str) -> bytes:
+            assert key_id == KEY_ID
+            return SECRET
+
+    client = await make_proxy(scheme="rfc9421", sign_content_digest="true")
+    async with client.post("/graphql/v1?x=1", data=b'{"query":"{ login { email } }"}') as r:
+        assert r.status == 200
+    received = last(upstream)
+
+    class Message:
+        method = received.method
+        url = f"{upstream.url}{received.raw_path}"
+        headers = dict(received.headers)
+
+    verifier = hms.HTTPMessageVerifier(
+        signature_algorithm=hms.algorithms.HMAC_SHA256, key_resolver=Keys()
+    )
+    results = verifier.verify(Message())
+    assert len(results) == 1 and results[0].label == "remoteit"
+    assert '"content-digest"' in str(results[0].covered_components)
