@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import statistics
 import time
@@ -16,6 +17,15 @@ log = logging.getLogger(__name__)
 # each other and not with the estimate mean a clock was set: the estimate starts over there.
 SAMPLES = 8
 AGREE = 2.0
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_date(value: str) -> float | None:
+    # Cached: the upstream's Date changes once a second, parsing it costs more than a lookup.
+    try:
+        return parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
 
 
 class ClockSkew:
@@ -60,9 +70,8 @@ class ClockSkew:
         """
         if not date or age is not None:
             return
-        try:
-            upstream = parsedate_to_datetime(date).timestamp()
-        except (TypeError, ValueError, IndexError, OverflowError):
+        upstream = _parse_date(date)
+        if upstream is None:
             return
         # The header truncates to the second: on average the true time is half a second later.
         sample = upstream + 0.5 - (sent + received) / 2

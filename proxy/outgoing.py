@@ -24,6 +24,7 @@ _DROP_WITH_DEVELOPER_KEY = frozenset({DEVELOPER_KEY_HEADER.lower()})
 _DROP_NOTHING: frozenset[str] = frozenset()
 
 Body = bytes | StreamReader | None
+SMALL_BODY = 64 * 1024
 
 
 class BodyTooLarge(Exception):
@@ -94,7 +95,13 @@ async def read_body(request: web.Request, settings: Settings) -> tuple[Body, int
     length = request.content_length
     chunked = request.body_exists and length is None
     if not (settings.sign_content_digest or (settings.signs_length and chunked)):
-        return (request.content if request.body_exists else None), length or 0, None
+        if not request.body_exists:
+            return None, 0, None
+        if length is not None and length <= SMALL_BODY:
+            # A small body (a GraphQL query) costs less sent whole than streamed, memory stays
+            # bounded all the same.
+            return await request.read(), length, None
+        return request.content, length or 0, None
     limit = settings.max_buffered_body
     if length is not None and length > limit:
         raise BodyTooLarge

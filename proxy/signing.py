@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
+import math
 from collections.abc import Mapping, Sequence
 from email.utils import formatdate
 
@@ -23,7 +25,13 @@ def http_date(epoch_seconds: float) -> str:
     e.g. ``Mon, 30 Nov 2026 07:19:24 GMT``. ``formatdate`` uses fixed English names, so the
     result does not depend on the locale (the vendor's shell example needs ``LANG=en_US``).
     """
-    return formatdate(epoch_seconds, usegmt=True)
+    return _http_date(math.floor(epoch_seconds))
+
+
+@functools.lru_cache(maxsize=4)
+def _http_date(whole_seconds: int) -> str:
+    # Cached: every request in the same second has the same Date.
+    return formatdate(whole_seconds, usegmt=True)
 
 
 def signing_string(header_names: Sequence[str], values: Mapping[str, str]) -> str:
