@@ -117,9 +117,7 @@ def assert_no_leak(text: str) -> None:
 
 def access_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
     """The fields of each access line (INFO: own endpoints log at DEBUG), plus its text."""
-    records = [
-        r for r in caplog.records if r.name == "proxy.access" and r.levelno >= logging.INFO
-    ]
+    records = [r for r in caplog.records if r.name == "proxy.access" and r.levelno >= logging.INFO]
     return [{**vars(r)["fields"], "line": r.getMessage()} for r in records]
 
 
