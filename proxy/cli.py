@@ -19,7 +19,7 @@ from .errors import ConfigError
 from .logs import setup_logging
 from .outgoing import DEFAULT_CONTENT_TYPE
 from .settings import CONFIG_OPTION, OPTIONS, resolve
-from .workers import serve, serve_workers
+from .workers import run, serve, serve_workers
 
 log = logging.getLogger("proxy")
 
@@ -141,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise_open_file_limit()
         if settings.workers > 1:
             return serve_workers(settings, credentials)
-        asyncio.run(serve(settings, credentials))
+        run(serve(settings, credentials))
     except ConfigError as exc:
         print(f"remoteit-proxy: error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import os
 import signal
 import socket
+from collections.abc import Coroutine
 from dataclasses import replace
+from typing import Any
 
 from . import __version__
 from .addresses import Listen
@@ -25,12 +28,13 @@ async def serve(settings: Settings, credentials: Credentials) -> None:
     service = ProxyService(settings, credentials, reuse_port=settings.workers > 1)
     addresses = await service.start()
     log.info(
-        "remoteit-proxy %s listening on %s, forwarding to %s, profile %s, key %s",
+        "remoteit-proxy %s listening on %s, forwarding to %s, profile %s, key %s (%s)",
         __version__,
         ", ".join(addresses),
         settings.upstream,
         credentials.profile,
         credentials.masked_key_id,
+        type(asyncio.get_running_loop()).__module__.partition(".")[0],
     )
     if settings.token is None and not settings.listen.is_loopback:
         log.warning(
@@ -52,6 +56,16 @@ async def serve(settings: Settings, credentials: Credentials) -> None:
         )
         await service.stop()
         log.info("stopped")
+
+
+def run(main: Coroutine[Any, Any, None]) -> None:
+    """``asyncio.run``, on uvloop when it is installed (``pip install 'remoteit-proxy[fast]'``)."""
+    try:
+        uvloop = importlib.import_module("uvloop")
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
 
 
 def _reserve_port(listen: Listen) -> tuple[socket.socket, int]:
@@ -86,7 +100,7 @@ def serve_workers(settings: Settings, credentials: Credentials) -> int:
             holder.close()
             code = 0
             try:
-                asyncio.run(serve(settings, credentials))
+                run(serve(settings, credentials))
             except ConfigError as exc:
                 log.error("worker %d: %s", os.getpid(), exc)
                 code = 2
