@@ -41,6 +41,11 @@ class Received:
         return values[0] if values else None
 
 
+def pattern(size: int) -> bytes:
+    """``size`` bytes that are not all alike, so that a shifted or repeated chunk shows."""
+    return hashlib.sha256(str(size).encode()).digest() * (size // 32) + b"x" * (size % 32)
+
+
 Responder = Callable[[web.Request, Received], Awaitable[web.StreamResponse]]
 
 
@@ -163,6 +168,13 @@ class FakeUpstream:
     max_skew: float = 300.0
     received: list[Received] = field(default_factory=list)
     url: str = ""
+
+    def last(self) -> Received:
+        """The last request received, asserting that it was correctly signed."""
+        assert self.received, "the upstream received nothing"
+        received = self.received[-1]
+        assert received.verified, received.reason
+        return received
 
     def verify(self, request: web.Request, size: int, sha256: bytes) -> str:
         """Return '' when the request is correctly signed and dated, else why not."""

@@ -32,7 +32,7 @@ import trustme
 from aiohttp import web
 from aiohttp.test_utils import RawTestServer, TestServer
 from conftest import KEY_ID, SECRET, ProxyClient, ProxyFactory
-from fake_upstream import FakeUpstream, Received, check_signature
+from fake_upstream import FakeUpstream, Received, check_signature, pattern
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -45,17 +45,6 @@ ServerFactory = Callable[..., Awaitable[TestServer]]
 RawServerFactory = Callable[..., Awaitable[RawTestServer]]
 KEYS = {KEY_ID: SECRET}
 T = TypeVar("T")
-
-
-def body_of(size: int) -> bytes:
-    return hashlib.sha256(str(size).encode()).digest() * (size // 32) + b"y" * (size % 32)
-
-
-def verified(upstream: FakeUpstream) -> Received:
-    assert upstream.received, "the upstream received nothing"
-    received = upstream.received[-1]
-    assert received.verified, received.reason
-    return received
 
 
 async def error_code(response: aiohttp.ClientResponse) -> str:
@@ -102,7 +91,7 @@ async def test_tls_upstream_verified_with_ca_bundle(
     async with client.get("/apv/v27/device/list/all?size=5") as response:
         assert response.status == 200
         assert (await response.json())["path"] == "/apv/v27/device/list/all?size=5"
-    received = verified(https_upstream)
+    received = https_upstream.last()
     assert received.header("Host") == URL(https_upstream.url).raw_authority
 
 
@@ -134,7 +123,7 @@ async def test_insecure_skip_verify_connects_and_warns(
     client = await make_proxy(upstream=https_upstream.url, insecure_skip_verify="true")
     async with client.get("/graphql/v1") as response:
         assert response.status == 200
-    verified(https_upstream)
+    https_upstream.last()
     warnings = [
         r for r in caplog.records if r.levelno == logging.WARNING and r.name.startswith("proxy")
     ]
@@ -209,7 +198,7 @@ async def test_https_proxy_tunnels_and_still_verifies_the_upstream(
     authority = URL(https_upstream.url).raw_authority
     assert tunnel.connects and tunnel.connects[0] == f"CONNECT {authority} HTTP/1.1"
     if trusted:
-        assert verified(https_upstream).raw_path == "/graphql/v1?x=1"
+        assert https_upstream.last().raw_path == "/graphql/v1?x=1"
     else:
         assert https_upstream.received == []
 
@@ -298,7 +287,7 @@ async def test_no_proxy_sends_straight_to_the_upstream(
     async with client.get("/graphql/v1") as response:
         assert response.status == 200
     assert forward_proxy.seen == []
-    verified(upstream)
+    upstream.last()
 
 
 async def test_no_proxy_for_other_hosts_still_uses_the_proxy(
@@ -318,7 +307,7 @@ async def test_https_proxy_is_not_used_for_an_http_upstream(
     async with client.get("/graphql/v1") as response:
         assert response.status == 200
     assert forward_proxy.seen == []
-    verified(upstream)
+    upstream.last()
 
 
 # --- 3. Timeouts -------------------------------------------------------------------------------
@@ -366,7 +355,7 @@ async def test_connect_timeout_is_504(make_proxy: ProxyFactory) -> None:
 async def test_a_slow_but_moving_download_is_not_cut(
     make_proxy: ProxyFactory, upstream: FakeUpstream
 ) -> None:
-    pieces = [body_of(10_000 + i) for i in range(8)]
+    pieces = [pattern(10_000 + i) for i in range(8)]
 
     async def trickle(request: web.Request, received: Received) -> web.StreamResponse:
         response = web.StreamResponse()
@@ -397,7 +386,7 @@ async def test_a_slow_but_moving_download_is_not_cut(
 async def test_a_slow_but_moving_upload_is_not_cut(
     make_proxy: ProxyFactory, upstream: FakeUpstream
 ) -> None:
-    pieces = [body_of(20_000 + i) for i in range(8)]
+    pieces = [pattern(20_000 + i) for i in range(8)]
 
     async def slowly() -> AsyncIterator[bytes]:
         for piece in pieces:
@@ -487,7 +476,7 @@ async def vanish_mid_upload(
     client: ProxyClient, upstream: ObservingUpstream, framing: str, when: str
 ) -> None:
     """Send the head and part of the body on a raw socket, then close it; wait for the fallout."""
-    data = body_of(PARTIAL)
+    data = pattern(PARTIAL)
     if framing == "content-length":
         raw = f"{HEAD}Content-Length: 1000000\r\n\r\n".encode() + data
     else:  # one chunk, then no terminating zero-size chunk
@@ -534,7 +523,7 @@ async def test_client_that_vanishes_mid_upload_never_yields_a_complete_upstream_
     async with client.post("/graphql/v1", data=b'{"after":1}') as response:
         assert response.status == 200
         assert (await response.json())["sha256"] == hashlib.sha256(b'{"after":1}').hexdigest()
-    assert verified(observing).body_size == len(b'{"after":1}')
+    assert observing.last().body_size == len(b'{"after":1}')
 
 
 @pytest.mark.parametrize("moment", ["mid-upload", "before-the-answer"])
@@ -713,7 +702,7 @@ async def test_sigterm_lets_the_request_in_flight_finish(
     upstream: FakeUpstream, credentials_file: Path, tmp_path: Path
 ) -> None:
     arrived = asyncio.Event()
-    data = body_of(300_000)
+    data = pattern(300_000)
 
     async def slow(request: web.Request, received: Received) -> web.StreamResponse:
         arrived.set()
@@ -744,7 +733,7 @@ async def test_sigterm_lets_the_request_in_flight_finish(
         assert body == data
         assert await asyncio.wait_for(proxy.process.wait(), 5) == 0
         assert time.monotonic() - signalled < 4
-    verified(upstream)
+    upstream.last()
 
 
 async def test_shutdown_timeout_bounds_the_wait_for_a_slow_request(

@@ -13,21 +13,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 from conftest import DEVELOPER_KEY, KEY_ID, ProxyClient, ProxyFactory
-from fake_upstream import FakeUpstream, Received
+from fake_upstream import FakeUpstream, Received, pattern
 from yarl import URL
 
 MIB = 1024 * 1024
-
-
-def pattern(size: int) -> bytes:
-    return hashlib.sha256(str(size).encode()).digest() * (size // 32) + b"x" * (size % 32)
-
-
-def last(upstream: FakeUpstream) -> Received:
-    assert upstream.received, "the upstream received nothing"
-    received = upstream.received[-1]
-    assert received.verified, received.reason
-    return received
 
 
 async def test_get_with_query_string_is_signed_and_answered(
@@ -37,7 +26,7 @@ async def test_get_with_query_string_is_signed_and_answered(
     assert response.status == 200
     body = await response.json()
     assert body["path"] == "/apv/v27/device/list/all?size=50&from=100&sort=-name"
-    received = last(upstream)
+    received = upstream.last()
     assert received.method == "GET"
     # The vendor's tools sign a Content-Type even without a body; the proxy adds the same.
     assert received.header("Content-Type") == "application/json"
@@ -53,7 +42,7 @@ async def test_post_json_passes_body_and_content_type(
         "/graphql/v1", data=query, headers={"Content-Type": "application/json; charset=utf-8"}
     )
     assert response.status == 200
-    received = last(upstream)
+    received = upstream.last()
     assert received.body_sha256 == hashlib.sha256(query).hexdigest()
     assert received.header("Content-Type") == "application/json; charset=utf-8"
     assert received.header("Content-Length") == str(len(query))
@@ -65,7 +54,7 @@ async def test_every_method_is_forwarded_and_signed(
 ) -> None:
     response = await proxy.request(method, "/apv/v27/thing/1", data=b'{"a":1}')
     assert response.status == 200
-    assert last(upstream).method == method
+    assert upstream.last().method == method
 
 
 async def test_head_keeps_headers_and_sends_no_body(
@@ -79,7 +68,7 @@ async def test_head_keeps_headers_and_sends_no_body(
     assert response.status == 200
     assert response.headers["Content-Length"] == "10"
     assert await response.read() == b""
-    assert last(upstream).method == "HEAD"
+    assert upstream.last().method == "HEAD"
 
 
 @pytest.mark.parametrize(
@@ -96,7 +85,7 @@ async def test_path_and_query_reach_upstream_byte_for_byte(
 ) -> None:
     async with proxy.get(target) as response:
         assert response.status == 200
-    assert last(upstream).raw_path == target
+    assert upstream.last().raw_path == target
 
 
 @pytest.mark.parametrize(
@@ -111,7 +100,7 @@ async def test_what_is_signed_is_what_is_sent(
     status_line = await reader.readline()
     writer.close()
     assert b" 200 " in status_line
-    assert last(upstream).raw_path == forwarded
+    assert upstream.last().raw_path == forwarded
 
 
 async def test_upstream_path_prefix_is_sent_and_signed(
@@ -120,7 +109,7 @@ async def test_upstream_path_prefix_is_sent_and_signed(
     client = await make_proxy(upstream=upstream.url + "/remoteit/")
     response = await client.post("/graphql/v1?x=1", data=b"{}")
     assert response.status == 200
-    assert last(upstream).raw_path == "/remoteit/graphql/v1?x=1"
+    assert upstream.last().raw_path == "/remoteit/graphql/v1?x=1"
 
 
 async def test_date_comes_from_the_clock(make_proxy: ProxyFactory, upstream: FakeUpstream) -> None:
@@ -128,7 +117,7 @@ async def test_date_comes_from_the_clock(make_proxy: ProxyFactory, upstream: Fak
     client = await make_proxy(clock=lambda: 1_796_023_164.5)
     response = await client.get("/graphql/v1")
     assert response.status == 200
-    assert last(upstream).header("Date") == "Mon, 30 Nov 2026 07:19:24 GMT"
+    assert upstream.last().header("Date") == "Mon, 30 Nov 2026 07:19:24 GMT"
 
 
 async def test_client_authorization_date_and_host_are_replaced(
@@ -143,7 +132,7 @@ async def test_client_authorization_date_and_host_are_replaced(
         },
     )
     assert response.status == 200
-    received = last(upstream)
+    received = upstream.last()
     assert received.header(
         "Authorization",
     ).startswith("Signature ")  # type: ignore[union-attr]
@@ -169,7 +158,7 @@ async def test_hop_by_hop_request_headers_are_removed(
         },
     )
     assert response.status == 200
-    names = {name.lower() for name, _ in last(upstream).headers}
+    names = {name.lower() for name, _ in upstream.last().headers}
     for hop in (
         "connection",
         "x-private-hop",
@@ -180,7 +169,7 @@ async def test_hop_by_hop_request_headers_are_removed(
         "proxy-connection",
     ):
         assert hop not in names
-    assert last(upstream).header("X-End-To-End") == "kept"
+    assert upstream.last().header("X-End-To-End") == "kept"
 
 
 async def test_request_headers_pass_through_with_repeats(
@@ -196,7 +185,7 @@ async def test_request_headers_pass_through_with_repeats(
         "/graphql/v1", headers=headers, skip_auto_headers=["Accept-Encoding"]
     )
     assert response.status == 200
-    received = last(upstream).headers
+    received = upstream.last().headers
     assert [v for k, v in received if k == "X-Trace"] == ["one", "two"]
     assert ("User-Agent", "curl/8.5.0") in received
     # Nothing the client did not send is invented (no Accept-Encoding from the client library).
@@ -242,7 +231,7 @@ async def test_content_encoding_is_passed_through_compressed(
     response = await proxy.post("/graphql/v1", data=b"{}", headers={"Accept-Encoding": "gzip"})
     assert response.headers["Content-Encoding"] == "gzip"
     assert await response.read() == compressed
-    assert last(upstream).header("Accept-Encoding") == "gzip"
+    assert upstream.last().header("Accept-Encoding") == "gzip"
 
 
 async def test_redirects_are_returned_not_followed(
@@ -277,14 +266,14 @@ async def test_developer_key_is_sent_on_every_request_and_replaces_the_clients(
             method, "/apv/v27/device/list/all", headers={"developerkey": "client-value"}
         )
         assert response.status == 200
-        assert last(upstream).header("DeveloperKey") == DEVELOPER_KEY
+        assert upstream.last().header("DeveloperKey") == DEVELOPER_KEY
 
 
 async def test_no_developer_key_header_without_a_developer_key(
     proxy: ProxyClient, upstream: FakeUpstream
 ) -> None:
     assert (await proxy.get("/graphql/v1")).status == 200
-    assert last(upstream).header("DeveloperKey") is None
+    assert upstream.last().header("DeveloperKey") is None
 
 
 async def test_upstream_connections_are_reused(proxy: ProxyClient, upstream: FakeUpstream) -> None:

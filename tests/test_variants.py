@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from conftest import KEY_ID, SECRET, ProxyFactory
-from fake_upstream import FakeUpstream, Received, check_rfc9421
+from fake_upstream import FakeUpstream, check_rfc9421
 from hypothesis import given
 from hypothesis import strategies as st
 from multidict import CIMultiDict
@@ -118,12 +118,6 @@ def test_any_rfc9421_request_verifies_independently(
     assert check_rfc9421(method, uri + "x", headers, {"K": secret}, sha, created) != ""
 
 
-def last(upstream: FakeUpstream) -> Received:
-    received = upstream.received[-1]
-    assert received.verified, received.reason
-    return received
-
-
 async def chunks(data: bytes) -> AsyncIterator[bytes]:
     for start in range(0, len(data), 1000):
         yield data[start : start + 1000]
@@ -143,7 +137,7 @@ async def test_cavage_content_length_is_exact_and_signed(
         "POST" if data is not None else "GET", "/graphql/v1", data=data
     ) as response:
         assert response.status == 200
-    received = last(upstream)
+    received = upstream.last()
     size = 0 if kind == "none" else len(body)
     assert received.header("Content-Length") == str(size) and received.body_size == size
     assert received.header("Transfer-Encoding") is None
@@ -167,7 +161,7 @@ async def test_a_sized_body_streams_whatever_the_limit(
     body = b"y" * 200_000
     async with client.post("/graphql/v1", data=body) as response:
         assert response.status == 200
-    assert last(upstream).body_size == len(body)
+    assert upstream.last().body_size == len(body)
 
 
 @pytest.mark.parametrize("method", ["GET", "POST", "DELETE"])
@@ -178,7 +172,7 @@ async def test_rfc9421_end_to_end(
     data = b'{"query":"{ login { email } }"}' if method == "POST" else None
     async with client.request(method, "/graphql/v1?a=1&b=%20", data=data) as response:
         assert response.status == 200
-    received = last(upstream)
+    received = upstream.last()
     assert received.raw_path == "/prefix/graphql/v1?a=1&b=%20"
     assert received.header("Authorization") is None
     signature_input = received.header("Signature-Input") or ""
@@ -196,7 +190,7 @@ async def test_rfc9421_content_digest(
     data = {"sized": body, "chunked": chunks(body), "none": None}[kind]
     async with client.request("PUT", "/apv/v27/thing", data=data) as response:
         assert response.status == 200
-    received = last(upstream)
+    received = upstream.last()
     sent = b"" if kind == "none" else body
     digest = base64.b64encode(hashlib.sha256(sent).digest()).decode()
     assert received.header("Content-Digest") == f"sha-256=:{digest}:"
@@ -219,7 +213,7 @@ async def test_a_clients_own_signature_headers_are_replaced(
     forged = {"Signature-Input": 'x=("@method");keyid="k"', "Signature": "x=:AAAA:"}
     async with client.get("/graphql/v1", headers=forged) as response:
         assert response.status == 200
-    received = last(upstream)
+    received = upstream.last()
     assert [v for k, v in received.headers if k.lower() == "signature"] != ["x=:AAAA:"]
 
 
@@ -271,7 +265,7 @@ async def test_sign_command_in_both_schemes(
     headers = parse_headers(out)
     status = await send(upstream.url + "/graphql/v1", "POST", headers, body.read_bytes())
     assert status == 200
-    assert last(upstream).body_size == len(body.read_bytes())
+    assert upstream.last().body_size == len(body.read_bytes())
 
 
 async def test_check_command_with_rfc9421(upstream: FakeUpstream, creds: Path) -> None:
@@ -288,7 +282,7 @@ async def test_check_command_with_rfc9421(upstream: FakeUpstream, creds: Path) -
         home=creds.parent,
     )
     assert code == 0, out
-    assert "Signature-Input" in dict(last(upstream).headers)
+    assert "Signature-Input" in dict(upstream.last().headers)
     assert SECRET not in out.encode()
 
 
@@ -306,7 +300,7 @@ async def test_a_third_party_rfc9421_verifier_accepts_the_proxy(
     client = await make_proxy(scheme="rfc9421", sign_content_digest="true")
     async with client.post("/graphql/v1?x=1", data=b'{"query":"{ login { email } }"}') as r:
         assert r.status == 200
-    received = last(upstream)
+    received = upstream.last()
 
     class Message:
         method = received.method
