@@ -44,6 +44,7 @@ class ProxyState:
     outbound_proxy: str | None = field(default=None, repr=False)
     token: bytes | None = field(default=None, repr=False)
     draining: bool = False
+    skew_sampled: float = 0.0  # when the clock offset was last sampled
 
     def __post_init__(self) -> None:
         if self.settings.token is not None:
@@ -122,7 +123,7 @@ async def handle(state: ProxyState, request: web.Request) -> web.StreamResponse:
         return own
     exchange = Exchange(_request_id(request))
     status = CLIENT_CLOSED
-    state.metrics.in_flight.inc()
+    state.metrics.in_flight += 1
     try:
         response = _refusal(request, state) or await forward(request, state, exchange)
         status = response.status
@@ -133,7 +134,7 @@ async def handle(state: ProxyState, request: web.Request) -> web.StreamResponse:
         return response
     finally:
         seconds = time.perf_counter() - started
-        state.metrics.in_flight.dec()
+        state.metrics.in_flight -= 1
         state.metrics.observe(request.method, status, seconds, exchange.upstream_seconds)
         upstream_refused = status in (401, 403) and exchange.upstream_seconds is not None
         log_access(

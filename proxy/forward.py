@@ -64,9 +64,18 @@ async def forward(
             proxy=state.outbound_proxy,
         ) as upstream:
             exchange.upstream_seconds = time.perf_counter() - started
-            state.skew.observe(
-                upstream.headers.get("Date"), sent, state.skew.clock(), upstream.headers.get("Age")
-            )
+            received = state.skew.clock()
+            # One sample a second is plenty for a settled estimate. Refusals, and every answer
+            # while correcting, are looked at: a clock that is off (or fixed) shows there.
+            if (
+                received - state.skew_sampled >= 1.0
+                or upstream.status in (401, 403)
+                or state.skew.correcting
+            ):
+                state.skew_sampled = received
+                state.skew.observe(
+                    upstream.headers.get("Date"), sent, received, upstream.headers.get("Age")
+                )
             headers = response_headers(upstream.headers)
             headers["X-Request-Id"] = exchange.request_id
             response = web.StreamResponse(
@@ -81,7 +90,7 @@ async def forward(
             log.info("%s %s: the client closed the connection", request.method, request.path)
             return error_response(499, "client_closed", "the client closed the connection")
         error = classify(exc, str(state.settings.upstream))
-        state.metrics.upstream_errors.labels(error.code).inc()
+        state.metrics.upstream_error(error.code)
         log.warning("%s %s: %s (%s)", request.method, request.path, error.message, error.code)
         return error_response(error.status, error.code, error.message)
 

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -13,13 +19,80 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
-class _Live(Collector):
-    """Values read at scrape time from the running proxy rather than pushed per request."""
+class _Histogram:
+    """Counts per bucket and a sum: what a request adds costs one bisect and two additions."""
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(BUCKETS) + 1)  # the last one is +Inf
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(BUCKETS, value)] += 1
+        self.sum += value
+
+    def family(self, name: str, documentation: str) -> HistogramMetricFamily:
+        cumulative, buckets = 0, []
+        for bound, count in zip((*map(str, BUCKETS), "+Inf"), self.counts, strict=True):
+            cumulative += count
+            buckets.append((bound, cumulative))
+        family = HistogramMetricFamily(name, documentation)
+        family.add_metric([], buckets, self.sum)
+        return family
+
+
+class Metrics(Collector):
+    """The proxy's metrics, kept as plain numbers and turned into Prometheus text on scrape.
+
+    The event loop is single-threaded, so the per-request updates need no lock; the
+    prometheus-client objects are only built when ``/-/metrics`` is asked.
+    """
 
     def __init__(self, reloads: Callable[[], dict[str, int]], offset: Callable[[], int]) -> None:
         self._reloads, self._offset = reloads, offset
+        self.in_flight = 0
+        self.requests: dict[tuple[str, int], int] = {}
+        self.upstream_errors: dict[str, int] = {}
+        self.duration = _Histogram()
+        self.upstream_duration = _Histogram()
+        self.registry = CollectorRegistry()
+        self.registry.register(self)
+
+    def observe(self, method: str, status: int, seconds: float, upstream: float | None) -> None:
+        """Record one answered request."""
+        key = (method if method in METHODS else "other", status)
+        self.requests[key] = self.requests.get(key, 0) + 1
+        self.duration.observe(seconds)
+        if upstream is not None:
+            self.upstream_duration.observe(upstream)
+
+    def upstream_error(self, reason: str) -> None:
+        self.upstream_errors[reason] = self.upstream_errors.get(reason, 0) + 1
 
     def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "remoteit_proxy_requests",
+            "Requests answered, by method and status",
+            labels=["method", "status"],
+        )
+        for (method, status), count in sorted(self.requests.items()):
+            requests.add_metric([method, str(status)], count)
+        yield requests
+        yield self.duration.family(
+            "remoteit_proxy_request_duration_seconds", "Time to answer a request in full"
+        )
+        yield self.upstream_duration.family(
+            "remoteit_proxy_upstream_duration_seconds",
+            "Time from sending a request upstream to its response headers",
+        )
+        yield GaugeMetricFamily(
+            "remoteit_proxy_in_flight_requests", "Requests being handled", value=self.in_flight
+        )
+        errors = CounterMetricFamily(
+            "remoteit_proxy_upstream_errors", "Upstream failures, by reason", labels=["reason"]
+        )
+        for reason, count in sorted(self.upstream_errors.items()):
+            errors.add_metric([reason], count)
+        yield errors
         reloads = CounterMetricFamily(
             "remoteit_proxy_credential_reloads", "Credential reloads by result", labels=["result"]
         )
@@ -31,53 +104,6 @@ class _Live(Collector):
             "Upstream clock minus this machine's clock, estimated from Date headers",
             value=self._offset(),
         )
-
-
-class Metrics:
-    """The proxy's metrics in a registry of its own (several proxies can share a process)."""
-
-    def __init__(self, reloads: Callable[[], dict[str, int]], offset: Callable[[], int]) -> None:
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "remoteit_proxy_requests",
-            "Requests answered, by method and status",
-            ["method", "status"],
-            registry=self.registry,
-        )
-        self.duration = Histogram(
-            "remoteit_proxy_request_duration_seconds",
-            "Time to answer a request in full",
-            buckets=BUCKETS,
-            registry=self.registry,
-        )
-        self.upstream_duration = Histogram(
-            "remoteit_proxy_upstream_duration_seconds",
-            "Time from sending a request upstream to its response headers",
-            buckets=BUCKETS,
-            registry=self.registry,
-        )
-        self.in_flight = Gauge(
-            "remoteit_proxy_in_flight_requests", "Requests being handled", registry=self.registry
-        )
-        self.upstream_errors = Counter(
-            "remoteit_proxy_upstream_errors",
-            "Upstream failures, by reason",
-            ["reason"],
-            registry=self.registry,
-        )
-        self.registry.register(_Live(reloads, offset))
-        self._request_children: dict[tuple[str, int], Counter] = {}
-
-    def observe(self, method: str, status: int, seconds: float, upstream: float | None) -> None:
-        """Record one answered request."""
-        key = (method if method in METHODS else "other", status)
-        child = self._request_children.get(key)
-        if child is None:  # labels() takes a lock and formats strings: do it once per pair
-            child = self._request_children[key] = self.requests.labels(key[0], str(status))
-        child.inc()
-        self.duration.observe(seconds)
-        if upstream is not None:
-            self.upstream_duration.observe(upstream)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
