@@ -19,7 +19,7 @@ nginx, its njs module and wrk come from Debian packages, installed with apt-get 
 Configurations, pid files and logs live in a temporary directory (templates in
 benchmarks/nginx/); every process started here is stopped at the end, even on error.
 
-    /tmp/venv/bin/python benchmarks/bench.py [--duration 5] [--rounds 3] [--quick]
+    python benchmarks/bench.py [--duration 5] [--rounds 3] [--quick]
                                              [--skip-memory] [--json results.json]
 """
 
