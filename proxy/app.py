@@ -15,6 +15,7 @@ from aiohttp import web
 from . import endpoints
 from .clock import ClockSkew
 from .forward import Exchange, error_response, forward
+from .headers import CLIENT_CLOSED, REQUEST_ID
 from .logs import log_access
 from .metrics import Metrics
 from .reload import CredentialsWatcher
@@ -25,9 +26,7 @@ log = logging.getLogger(__name__)
 # A "%" not followed by two hex digits is invalid in a URI (RFC 3986 section 2.1).
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _BEARER = "bearer "
-# Logged when the client went away before it could be answered (nginx's convention).
-CLIENT_CLOSED = 499
-REQUEST_ID = "X-Request-Id"
+_DOT_SEGMENTS = frozenset({"..", ".%2e", "%2e.", "%2e%2e"})
 # A client's own request id is kept if it is a short token; anything else is replaced.
 _CLIENT_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
 
@@ -59,6 +58,18 @@ def _presented_token(request: web.Request) -> bytes | None:
     return None
 
 
+def _from_a_browser(request: web.Request) -> bool:
+    """Browsers send Origin on cross-site and same-site POSTs, and Sec-Fetch-Site on every
+    request; only "none" (the user typed the address) is not a page's doing."""
+    headers = request.headers
+    return "Origin" in headers or headers.get("Sec-Fetch-Site", "none").lower() != "none"
+
+
+def _climbs(raw_path: str) -> bool:
+    segments = raw_path.partition("?")[0].lower().split("/")
+    return any(segment in _DOT_SEGMENTS for segment in segments)
+
+
 def _refusal(request: web.Request, state: ProxyState) -> web.Response | None:
     """Why this request must not be forwarded, as the answer to give; None to forward it."""
     if request.method == "CONNECT":
@@ -79,11 +90,24 @@ def _refusal(request: web.Request, state: ProxyState) -> web.Response | None:
         return error_response(
             400, "bad_request_target", "send a path such as /graphql/v1, not a full URL"
         )
-    if _BAD_PERCENT.search(request.raw_path):
+    if state.settings.upstream.prefix and _climbs(request.raw_path):
+        return error_response(
+            400, "bad_request_target", "'..' may not leave the upstream's path prefix"
+        )
+    if "%" in request.raw_path and _BAD_PERCENT.search(request.raw_path):
         return error_response(
             400,
             "bad_percent_encoding",
             "the path or query has a '%' not followed by two hex digits",
+        )
+    if state.token is None and _from_a_browser(request):
+        # A web page (any site the user visits, or one that rebinds its name to 127.0.0.1)
+        # could otherwise use the account through this proxy. With a token, a page would need
+        # the token, which it cannot have.
+        return error_response(
+            403,
+            "browser_request_refused",
+            "requests from web pages are refused; to allow them, run the proxy with a token",
         )
     if state.token is not None:
         presented = _presented_token(request)
@@ -94,6 +118,19 @@ def _refusal(request: web.Request, state: ProxyState) -> web.Response | None:
             )
             response.headers["WWW-Authenticate"] = 'Bearer realm="remoteit-proxy"'
             return response
+    return None
+
+
+async def _expectation(request: web.Request) -> web.Response | None:
+    """Answer ``Expect: 100-continue`` (RFC 9110 10.1.1) now that the request is accepted, so
+    the client sends its body; any other expectation cannot be met (417)."""
+    expect = request.headers.get("Expect")
+    if expect is None:
+        return None
+    if expect.lower() != "100-continue":
+        return error_response(417, "expectation_failed", "only Expect: 100-continue is supported")
+    if request.version >= aiohttp.HttpVersion11:
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     return None
 
 
@@ -125,11 +162,14 @@ async def handle(state: ProxyState, request: web.Request) -> web.StreamResponse:
     status = CLIENT_CLOSED
     state.metrics.in_flight += 1
     try:
-        response = _refusal(request, state) or await forward(request, state, exchange)
-        status = response.status
+        answer = _refusal(request, state)
+        if answer is None:
+            answer = await _expectation(request)
+        response = answer if answer is not None else await forward(request, state, exchange)
+        status = exchange.aborted or response.status
         if not response.prepared:
             response.headers[REQUEST_ID] = exchange.request_id
-            if isinstance(response, web.Response) and response.body is not None:
+            if isinstance(response, web.Response) and status != CLIENT_CLOSED and response.body:
                 exchange.bytes_out = len(response.body)  # type: ignore[arg-type]
         return response
     finally:

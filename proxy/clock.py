@@ -23,9 +23,11 @@ AGREE = 2.0
 def _parse_date(value: str) -> float | None:
     # Cached: the upstream's Date changes once a second, parsing it costs more than a lookup.
     try:
-        return parsedate_to_datetime(value).timestamp()
+        parsed = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
+    # A date without a zone would be read as local time: not an HTTP-date (RFC 9110 5.6.7).
+    return parsed.timestamp() if parsed.tzinfo is not None else None
 
 
 class ClockSkew:
@@ -68,7 +70,9 @@ class ClockSkew:
 
         An answer with an ``Age`` header came from a cache: its Date is not the server's now.
         """
-        if not date or age is not None:
+        if not date or age is not None or received - sent > 2 * max(self.threshold, AGREE):
+            # The midpoint is off by up to half the round trip: a slow exchange could start a
+            # correction on its own.
             return
         upstream = _parse_date(date)
         if upstream is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 from aiohttp import web
 
-from .headers import response_headers
+from .headers import CLIENT_CLOSED, REQUEST_ID, response_headers
 from .outgoing import BodyTooLarge, build_upstream_request
 from .upstream import classify
 
@@ -28,6 +29,7 @@ class Exchange:
     upstream_seconds: float | None = None
     bytes_out: int = 0
     signed_corrected: bool = False
+    aborted: int | None = None  # the status to log when the answer broke off mid-body
 
 
 def error_response(status: int, code: str, message: str) -> web.Response:
@@ -40,8 +42,11 @@ async def forward(
 ) -> web.StreamResponse:
     """Send the request upstream, signed, and stream the answer back."""
     assert state.session is not None, "the client session is created at start-up"
+    path = request.raw_path.partition("?")[0]  # for log lines: raw, so nothing decoded forges one
     try:
         url, headers, body = await build_upstream_request(request, state, exchange.request_id)
+    except ConnectionError:  # the client left while its body was being read
+        return _client_closed(request, path)
     except BodyTooLarge:
         too_large = error_response(
             413,
@@ -77,21 +82,20 @@ async def forward(
                     upstream.headers.get("Date"), sent, received, upstream.headers.get("Age")
                 )
             headers = response_headers(upstream.headers)
-            headers["X-Request-Id"] = exchange.request_id
+            headers[REQUEST_ID] = exchange.request_id
             response = web.StreamResponse(
                 status=upstream.status, reason=upstream.reason, headers=headers
             )
             await response.prepare(request)
-            exchange.bytes_out = await _relay(request, upstream, response)
+            exchange.bytes_out, exchange.aborted = await _relay(request, upstream, response, path)
             return response
-    except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+    except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
         if _client_gone(request):
             # The client left (mid-upload, or before the answer): not the upstream's fault.
-            log.info("%s %s: the client closed the connection", request.method, request.path)
-            return error_response(499, "client_closed", "the client closed the connection")
+            return _client_closed(request, path)
         error = classify(exc, str(state.settings.upstream))
         state.metrics.upstream_error(error.code)
-        log.warning("%s %s: %s (%s)", request.method, request.path, error.message, error.code)
+        log.warning("%s %s: %s (%s)", request.method, path, error.message, error.code)
         return error_response(error.status, error.code, error.message)
 
 
@@ -99,27 +103,45 @@ def _client_gone(request: web.Request) -> bool:
     return request.transport is None or request.transport.is_closing()
 
 
+def _client_closed(request: web.Request, path: str) -> web.Response:
+    log.info("%s %s: the client closed the connection", request.method, path)
+    return error_response(CLIENT_CLOSED, "client_closed", "the client closed the connection")
+
+
 async def _relay(
-    request: web.Request, upstream: aiohttp.ClientResponse, response: web.StreamResponse
-) -> int:
-    """Copy the upstream body to the client chunk by chunk, as it arrives; return its size."""
+    request: web.Request,
+    upstream: aiohttp.ClientResponse,
+    response: web.StreamResponse,
+    path: str,
+) -> tuple[int, int | None]:
+    """Copy the upstream body to the client chunk by chunk, as it arrives.
+
+    Returns the bytes copied and, when the copy broke off, the status to log for it:
+    499 when the client left, 502 when the upstream did.
+    """
     size = 0
     try:
         async for chunk in upstream.content.iter_any():
             size += len(chunk)
             await response.write(chunk)
         await response.write_eof()
-    except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+    except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
         # One side broke mid-body. Abort the client connection rather than end the body
         # cleanly, so that a truncated answer can never look complete (no last chunk, short
         # Content-Length); close the upstream connection too so it is not reused.
-        log.warning(
-            "%s %s: transfer aborted mid-body (%s)",
+        client_left = _client_gone(request)
+        level = logging.INFO if client_left else logging.WARNING
+        who = "the client closed the connection" if client_left else "the upstream broke off"
+        log.log(
+            level,
+            "%s %s: transfer aborted mid-body: %s (%s)",
             request.method,
-            request.path,
+            path,
+            who,
             type(exc).__name__,
         )
         upstream.close()
         if request.transport is not None:
             request.transport.abort()
-    return size
+        return size, CLIENT_CLOSED if client_left else 502
+    return size, None

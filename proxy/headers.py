@@ -24,13 +24,18 @@ HOP_BY_HOP = frozenset(
 
 # Request fields the proxy owns: Host and Date are set for the upstream and signed, and a
 # client's Authorization must never reach the upstream next to (or instead of) the signature.
-# Expect is answered by this server (100 Continue); forwarding it would make the client library
-# wait for a second interim response that never comes.
+# Expect is answered by the proxy itself (app._expectation); forwarding it would make the
+# client library wait for a second interim response that never comes.
 # Signature fields of either scheme are the proxy's too: it signs last, with nothing of the
 # client's that could stand beside or confuse its own signature.
 PROXY_OWNED_REQUEST = frozenset(
     {"host", "date", "authorization", "expect", "signature", "signature-input"}
 )
+
+
+REQUEST_ID = "X-Request-Id"
+# The status logged when the client went away before it was answered (nginx's convention).
+CLIENT_CLOSED = 499
 
 
 def connection_tokens(headers: CIMultiDictProxy[str]) -> set[str]:

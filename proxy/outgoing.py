@@ -10,7 +10,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from . import signing
-from .headers import request_headers
+from .headers import REQUEST_ID, request_headers
 
 if TYPE_CHECKING:
     from .app import ProxyState
@@ -105,14 +105,13 @@ async def read_body(request: web.Request, settings: Settings) -> tuple[Body, int
     limit = settings.max_buffered_body
     if length is not None and length > limit:
         raise BodyTooLarge
-    chunks, size = [], 0
+    body = bytearray()
     async for chunk in request.content.iter_any():
-        size += len(chunk)
-        if size > limit:
+        if len(body) + len(chunk) > limit:
             raise BodyTooLarge
-        chunks.append(chunk)
-    body = b"".join(chunks)
-    return body, size, hashlib.sha256(body).digest()
+        body += chunk
+    sha256 = hashlib.sha256(body).digest() if settings.sign_content_digest else None
+    return bytes(body), len(body), sha256
 
 
 async def build_upstream_request(
@@ -129,7 +128,7 @@ async def build_upstream_request(
     headers = request_headers(request.headers, drop)
     content_type = headers.pop("Content-Type", None) or DEFAULT_CONTENT_TYPE
     # The id in the access line: the client's own when usable, else a new one (replacing it).
-    headers["X-Request-Id"] = request_id
+    headers[REQUEST_ID] = request_id
     headers.update(
         signed_headers(
             settings,

@@ -57,6 +57,13 @@ def outbound_proxy(upstream: Upstream, environ: Mapping[str, str]) -> str | None
     return proxy
 
 
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def _bypassed(host: str, no_proxy: str) -> bool:
     """NO_PROXY as curl reads it: ``*``, host names (and their subdomains), IPs, CIDR ranges."""
     for entry in (e.strip().lower() for e in no_proxy.split(",")):
@@ -87,6 +94,12 @@ def create_session(settings: Settings) -> aiohttp.ClientSession:
     only connecting and each read are bounded.
     """
     context = ssl_context(settings)
+    if settings.upstream.scheme == "http" and not _is_loopback(settings.upstream.host):
+        log.warning(
+            "the upstream %s is plain http: signatures and the developer key cross the network "
+            "unencrypted",
+            settings.upstream,
+        )
     connector = aiohttp.TCPConnector(
         limit=0,
         ttl_dns_cache=60,

@@ -68,6 +68,12 @@ def run(main: Coroutine[Any, Any, None]) -> None:
         uvloop.run(main)
 
 
+def _probe_free(listen: Listen) -> None:
+    family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.bind((listen.host, listen.port))
+
+
 def _reserve_port(listen: Listen) -> tuple[socket.socket, int]:
     """Bind (without listening) to learn which port 0 means; kept open so it stays ours."""
     family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
@@ -89,9 +95,15 @@ def serve_workers(settings: Settings, credentials: Credentials) -> int:
     if settings.listen.unix is not None:
         raise ConfigError("--workers above 1 needs a TCP --listen address, not a unix socket")
     try:
+        if settings.listen.port:
+            # SO_REUSEPORT would let the workers join another program already on the port.
+            _probe_free(settings.listen)
         holder, port = _reserve_port(settings.listen)
     except OSError as exc:
-        raise ConfigError(f"cannot listen on {settings.listen} ({exc.strerror})") from None
+        raise ConfigError(
+            f"cannot listen on {settings.listen} ({exc.strerror}): stop whatever uses it or "
+            "choose another address with --listen"
+        ) from None
     settings = replace(settings, listen=Listen(settings.listen.host, port))
     children: list[int] = []
     for _ in range(settings.workers):
@@ -105,6 +117,7 @@ def serve_workers(settings: Settings, credentials: Credentials) -> int:
                 log.error("worker %d: %s", os.getpid(), exc)
                 code = 2
             except BaseException:
+                log.exception("worker %d failed", os.getpid())
                 code = 1
             os._exit(code)
         children.append(pid)
@@ -116,6 +129,15 @@ def serve_workers(settings: Settings, credentials: Credentials) -> int:
 
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, relay)
-    codes = [os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) for child in children]
+    worst, running = 0, set(children)
+    while running:
+        pid, status = os.wait()
+        running.discard(pid)
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0 and worst == 0:
+            # One worker failing stops the others: a half-sized proxy would go unnoticed.
+            log.error("worker %d exited with %d; stopping the others", pid, code)
+            relay(signal.SIGTERM, None)
+        worst = worst or code
     holder.close()
-    return max((code for code in codes if code > 0), default=0)
+    return worst

@@ -715,3 +715,65 @@ async def test_malformed_request_after_a_good_one_on_the_same_connection(
     assert data.startswith(b"HTTP/1.1 200 ")
     assert b"HTTP/1.1 400 " in data and b"bad_percent_encoding" in data
     assert len(upstream.received) == 1
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "http://evil.example"},
+        {"Origin": "null"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-origin"},  # a page on a name rebound to 127.0.0.1
+    ],
+)
+async def test_web_pages_cannot_use_a_proxy_without_a_token(
+    make_proxy: ProxyFactory, upstream: FakeUpstream, headers: dict[str, str]
+) -> None:
+    client = await make_proxy()
+    async with client.post("/graphql/v1", data=b"{}", headers=headers) as response:
+        assert response.status == 403
+        assert (await response.json())["error"]["code"] == "browser_request_refused"
+    assert upstream.received == []
+    # The address typed by the user (Sec-Fetch-Site: none), and a token, are fine.
+    async with client.get("/graphql/v1", headers={"Sec-Fetch-Site": "none"}) as response:
+        assert response.status == 200
+    with_token = await make_proxy(token="page-token-123")
+    auth = {"Authorization": "Bearer page-token-123", **headers}
+    async with with_token.post("/graphql/v1", data=b"{}", headers=auth) as response:
+        assert response.status == 200
+
+
+@pytest.mark.parametrize("target", ["/../admin", "/a/%2e%2e/b", "/a/.%2E/b", "/x/..?q=1"])
+async def test_dot_segments_cannot_leave_the_upstream_prefix(
+    make_proxy: ProxyFactory, upstream: FakeUpstream, target: str
+) -> None:
+    client = await make_proxy(upstream=upstream.url + "/remoteit")
+    async with client.get(target) as response:
+        assert response.status == 400
+    assert upstream.received == []
+    async with client.get("/graphql/v1/..x/y") as response:  # not a dot segment
+        assert response.status == 200
+
+
+async def test_expect_100_continue_is_answered(proxy: ProxyClient, upstream: FakeUpstream) -> None:
+    reader, writer = await asyncio.open_connection(proxy.host, proxy.port)
+    body = b'{"query":"{ login { email } }"}'
+    writer.write(
+        b"POST /graphql/v1 HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n"
+    )
+    await writer.drain()
+    interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 3)
+    assert interim.startswith(b"HTTP/1.1 100 Continue")
+    writer.write(body)
+    final = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    assert final.startswith(b"HTTP/1.1 200")
+    received = upstream.last()
+    assert received.body_size == len(body) and received.header("Expect") is None
+
+
+async def test_other_expectations_get_417(proxy: ProxyClient, upstream: FakeUpstream) -> None:
+    async with proxy.post("/graphql/v1", data=b"{}", headers={"Expect": "magic"}) as response:
+        assert response.status == 417
+    assert upstream.received == []

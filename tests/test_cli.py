@@ -264,3 +264,16 @@ async def test_workers_share_one_port(upstream: FakeUpstream, tmp_path: Path) ->
 def good_file_at(home: Path) -> Path:
     text = f"[DEFAULT]\nR3_ACCESS_KEY_ID={KEY_ID}\nR3_SECRET_ACCESS_KEY={SECRET_B64}\n"
     return write_credentials(home / "credentials", text)
+
+
+def test_workers_refuse_a_port_in_use(tmp_path: Path) -> None:
+    path = good_file_at(tmp_path)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        line = run_failing(
+            ["--listen", f"127.0.0.1:{port}", "--workers", "2", "--credentials", str(path)],
+            base_env(tmp_path),
+        )
+    assert f"cannot listen on 127.0.0.1:{port}" in line

@@ -743,3 +743,30 @@ async def test_own_endpoints_are_logged_at_debug_only(
     assert [(r.levelno, r.getMessage().split(" ")[:3]) for r in records] == [
         (logging.DEBUG, ["GET", "/-/health", "200"])
     ]
+
+
+def test_slow_exchanges_and_zoneless_dates_are_not_samples() -> None:
+    clock = FakeClock(1000.0)
+    skew = ClockSkew(5.0, clock=clock)
+    # 40 s round trips: the midpoint could be 20 s off the moment the Date was written.
+    skew.observe(formatdate(1040, usegmt=True), sent=1000.0, received=1040.0)
+    skew.observe(formatdate(1081, usegmt=True), sent=1041.0, received=1081.0)
+    assert skew.estimate is None and not skew.correcting
+    # An asctime date has no zone: read as local time it would be hours off.
+    skew.observe("Sun Nov  6 08:49:37 1994", sent=1000.0, received=1000.1)
+    assert skew.estimate is None
+
+
+async def test_a_client_leaving_while_its_small_body_is_read_is_not_an_error(
+    proxy: ProxyClient, upstream: FakeUpstream, logs: pytest.LogCaptureFixture
+) -> None:
+    reader, writer = await asyncio.open_connection(proxy.host, proxy.port)
+    writer.write(b"POST /graphql/v1 HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\n")
+    writer.write(b"only ten b")
+    await writer.drain()
+    writer.close()
+    await asyncio.sleep(0.3)
+    assert upstream.received == []
+    assert not [r for r in logs.records if r.levelno >= logging.WARNING], logs.records
+    lines = access_lines(logs)
+    assert [(line["status"], line["bytes_out"]) for line in lines] == [(499, 0)]
