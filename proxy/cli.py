@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import os
 import sys
 import time
@@ -20,8 +19,6 @@ from .logs import setup_logging
 from .outgoing import DEFAULT_CONTENT_TYPE
 from .settings import CONFIG_OPTION, OPTIONS, resolve
 from .workers import run, serve, serve_workers
-
-log = logging.getLogger("proxy")
 
 EXIT_OK = 0
 EXIT_FAILED = 1

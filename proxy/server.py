@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import http_exceptions, web
 from aiohttp.web_protocol import RequestHandler
 
+from .addresses import Listen
 from .app import ProxyState, handle
 from .clock import ClockSkew
 from .credentials import Credentials
@@ -178,10 +179,7 @@ class ProxyService:
         if listen.unix is not None:
             self.addresses = [f"unix:{listen.unix}"]
         else:
-            self.addresses = [
-                f"http://[{a[0]}]:{a[1]}" if ":" in a[0] else f"http://{a[0]}:{a[1]}"
-                for a in self._runner.addresses
-            ]
+            self.addresses = [f"http://{Listen(a[0], a[1])}" for a in self._runner.addresses]
         return self.addresses
 
     async def stop(self) -> None:
