@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import os
-import re
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import aiohttp
+from proxyproc import rss_kib, start_proxy, write_credentials
 
 UPSTREAM = """
 import asyncio, sys
@@ -35,36 +34,6 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print
 """
 
 
-def rss_kib(pid: int) -> int:
-    text = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmRSS:\s+(\d+) kB", text).group(1))  # type: ignore[union-attr]
-
-
-async def start_proxy(upstream: str, creds: Path) -> tuple[asyncio.subprocess.Process, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "proxy",
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        upstream,
-        "--credentials",
-        str(creds),
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert proc.stderr is not None
-    while line := (await proc.stderr.readline()).decode():
-        if match := re.search(r"listening on (http://\S+?),", line):
-            return proc, match.group(1)
-    raise SystemExit("the proxy did not start")
-
-
-async def drain(stream: asyncio.StreamReader) -> None:
-    while await stream.readline():
-        pass
-
-
 async def main(connections: int, delay: float) -> int:
     port = 20000 + os.getpid() % 20000
     upstream = await asyncio.create_subprocess_exec(
@@ -72,13 +41,8 @@ async def main(connections: int, delay: float) -> int:
     )
     await asyncio.sleep(1.0)
     with tempfile.TemporaryDirectory() as tmp:
-        creds = Path(tmp) / "credentials"
-        secret = base64.b64encode(os.urandom(32)).decode()
-        creds.write_text(f"[DEFAULT]\nR3_ACCESS_KEY_ID=BENCHKEY\nR3_SECRET_ACCESS_KEY={secret}\n")
-        creds.chmod(0o600)
-        proxy, url = await start_proxy(f"http://127.0.0.1:{port}", creds)
-        assert proxy.stderr is not None
-        drainer = asyncio.create_task(drain(proxy.stderr))
+        creds = write_credentials(Path(tmp))
+        proxy, url, drainer = await start_proxy(f"http://127.0.0.1:{port}", creds)
         idle = rss_kib(proxy.pid)
         peak = idle
         connector = aiohttp.TCPConnector(limit=0, force_close=True)

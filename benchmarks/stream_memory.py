@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import os
-import re
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -21,13 +18,9 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+from proxyproc import rss_kib, start_proxy, write_credentials
 
 CHUNK = 1024 * 1024
-
-
-def rss_kib(pid: int) -> int:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1))  # type: ignore[union-attr]
 
 
 async def upstream_app(size: int) -> web.AppRunner:
@@ -74,31 +67,9 @@ async def main(size_mib: int) -> None:
     runner = await upstream_app(size)
     port = runner.addresses[0][1]
     with tempfile.TemporaryDirectory() as tmp:
-        creds = Path(tmp) / "credentials"
-        secret = base64.b64encode(os.urandom(32)).decode()
-        creds.write_text(f"[DEFAULT]\nR3_ACCESS_KEY_ID=BENCHKEY\nR3_SECRET_ACCESS_KEY={secret}\n")
-        creds.chmod(0o600)
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "proxy",
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            f"http://127.0.0.1:{port}",
-            "--credentials",
-            str(creds),
-            stderr=asyncio.subprocess.PIPE,
+        proc, url, drainer = await start_proxy(
+            f"http://127.0.0.1:{port}", write_credentials(Path(tmp))
         )
-        assert proc.stderr is not None
-        while True:
-            line = (await proc.stderr.readline()).decode()
-            match = re.search(r"listening on (http://\S+?),", line)
-            if match:
-                url = match.group(1)
-                break
-            if not line:
-                raise SystemExit("the proxy did not start")
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as s:
                 for _ in range(3):  # warm up: first requests allocate buffers and the pool
@@ -126,6 +97,7 @@ async def main(size_mib: int) -> None:
         finally:
             proc.terminate()
             await proc.wait()
+            drainer.cancel()
     await runner.cleanup()
     print(f"proxy RSS idle: {idle / 1024:.1f} MiB ({size_mib} MiB each way)")
     for name, peak, elapsed in results:
