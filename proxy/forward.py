@@ -12,7 +12,7 @@ import aiohttp
 from aiohttp import web
 
 from .headers import CLIENT_CLOSED, REQUEST_ID, response_headers
-from .outgoing import SMALL_BODY, BodyTooLarge, build_upstream_request
+from .outgoing import BodyTooLarge, build_upstream_request
 from .upstream import classify
 
 if TYPE_CHECKING:
@@ -83,18 +83,6 @@ async def forward(
                 )
             headers = response_headers(upstream.headers)
             headers[REQUEST_ID] = exchange.request_id
-            length = upstream.content_length
-            if length is not None and length <= SMALL_BODY and request.method != "HEAD":
-                # A small answer (most API answers) costs less read whole and sent in one
-                # write than streamed; the payload it is read from is bounded by SMALL_BODY.
-                body = await upstream.read()
-                if _client_gone(request):
-                    return _client_closed(request, path)
-                exchange.bytes_out = len(body)
-                del headers["Content-Length"]  # set again from the body, to the same value
-                return web.Response(
-                    status=upstream.status, reason=upstream.reason, headers=headers, body=body
-                )
             response = web.StreamResponse(
                 status=upstream.status, reason=upstream.reason, headers=headers
             )

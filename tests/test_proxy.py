@@ -384,7 +384,7 @@ async def test_upstream_answering_garbage_is_502_json(make_proxy: ProxyFactory) 
 @pytest.mark.parametrize(
     "head",
     [
-        b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" + b"a" * 100,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"a" * 100,
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n64\r\n" + b"a" * 100 + b"\r\n",
     ],
     ids=["content-length", "chunked"],
@@ -400,15 +400,3 @@ async def test_upstream_cut_mid_body_aborts_the_client_connection(
         # Never a clean end of body: the client must see that the answer is incomplete.
         with pytest.raises(aiohttp.ClientPayloadError):
             await response.read()
-
-
-async def test_a_small_answer_cut_short_is_a_502(make_proxy: ProxyFactory) -> None:
-    # Small answers are read whole before anything is sent: the client gets an error of the
-    # proxy's own instead of a body that was cut.
-    head = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nContent-Type: text/plain\r\n\r\n"
-    server, port = await garbage_server(head + b"a" * 100)
-    async with server:
-        client = await make_proxy(upstream=f"http://127.0.0.1:{port}")
-        async with client.get("/graphql/v1") as response:
-            assert response.status == 502
-            assert (await response.json())["error"]["code"] == "upstream_error"
