@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -47,13 +48,13 @@ class Upstream:
     port: int
     prefix: str
 
-    @property
+    @cached_property  # read on every request: built once
     def authority(self) -> str:
         """Host as sent and signed: lower-case, with the port unless it is the scheme's default."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return host if DEFAULT_PORTS[self.scheme] == self.port else f"{host}:{self.port}"
 
-    @property
+    @cached_property
     def origin(self) -> str:
         return f"{self.scheme}://{self.authority}"
 

@@ -10,7 +10,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from . import signing
-from .headers import REQUEST_ID, request_headers
+from .headers import REQUEST_DROP, REQUEST_ID, request_headers
 
 if TYPE_CHECKING:
     from .app import ProxyState
@@ -20,8 +20,7 @@ if TYPE_CHECKING:
 DEFAULT_CONTENT_TYPE = "application/json"
 # The vendor's collection sends it lower-case; header names are case-insensitive (RFC 9110 5.1).
 DEVELOPER_KEY_HEADER = "DeveloperKey"
-_DROP_WITH_DEVELOPER_KEY = frozenset({DEVELOPER_KEY_HEADER.lower()})
-_DROP_NOTHING: frozenset[str] = frozenset()
+_DROP_WITH_DEVELOPER_KEY = REQUEST_DROP | {DEVELOPER_KEY_HEADER.lower()}
 
 Body = bytes | StreamReader | None
 SMALL_BODY = 64 * 1024
@@ -124,7 +123,7 @@ async def build_upstream_request(
     # library will write it on the wire (it drops an empty "?"), so the two can never differ.
     url = URL(upstream.origin + upstream.prefix + request.raw_path, encoded=True)
     body, length, sha256 = await read_body(request, settings)
-    drop = _DROP_WITH_DEVELOPER_KEY if creds.developer_key else _DROP_NOTHING
+    drop = _DROP_WITH_DEVELOPER_KEY if creds.developer_key else REQUEST_DROP
     headers = request_headers(request.headers, drop)
     content_type = headers.pop("Content-Type", None) or DEFAULT_CONTENT_TYPE
     # The id in the access line: the client's own when usable, else a new one (replacing it).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import configparser
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,7 @@ class Settings:
     workers: int = 1
     config: Path | None = None
 
-    @property
+    @cached_property  # read several times per request: decided once
     def signs_length(self) -> bool:
         """True when the exact body length is signed (draft-cavage ``content-length``)."""
         return self.scheme == "cavage" and "content-length" in self.sign_headers
