@@ -18,6 +18,7 @@ from .forward import Exchange, error_response, forward
 from .headers import CLIENT_CLOSED, REQUEST_ID
 from .logs import log_access
 from .metrics import Metrics
+from .pool import Pool
 from .reload import CredentialsWatcher
 from .settings import Settings
 
@@ -33,14 +34,13 @@ _CLIENT_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
 
 @dataclass
 class ProxyState:
-    """What the handler needs: settings, current credentials, the upstream session, a clock."""
+    """What the handler needs: settings, current credentials, the upstream pool, a clock."""
 
     settings: Settings
     credentials: CredentialsWatcher
     skew: ClockSkew
     metrics: Metrics
-    session: aiohttp.ClientSession | None = field(default=None, repr=False)
-    outbound_proxy: str | None = field(default=None, repr=False)
+    pool: Pool | None = field(default=None, repr=False)
     token: bytes | None = field(default=None, repr=False)
     draining: bool = False
     skew_sampled: float = 0.0  # when the clock offset was last sampled

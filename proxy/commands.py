@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import shlex
@@ -13,15 +12,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
+from multidict import CIMultiDict
 
 from .addresses import parse_upstream
 from .clock import ClockSkew
 from .credentials import Credentials
-from .errors import ConfigError
+from .errors import ConfigError, UpstreamError
 from .outgoing import DEFAULT_CONTENT_TYPE, signed_headers
 from .settings import Settings
-from .upstream import classify, create_session, outbound_proxy
+from .upstream import create_pool
 
 LOGIN_QUERY = b'{"query":"{ login { email } }"}'
 
@@ -51,23 +50,26 @@ async def _post_login(
         length=len(LOGIN_QUERY),
         sha256=hashlib.sha256(LOGIN_QUERY).digest(),
     )
-    async with create_session(settings) as session:
+    pool = create_pool(settings, environ)
+    try:
         sent, started = skew.clock(), time.perf_counter()
-        async with session.post(
-            upstream.origin + target,
-            data=LOGIN_QUERY,
-            headers=headers,
-            proxy=outbound_proxy(upstream, environ),
-            allow_redirects=False,
-        ) as response:
-            body = await response.read()
-            latency = time.perf_counter() - started
-            skew.observe(response.headers.get("Date"), sent, skew.clock())
-            try:
-                parsed = json.loads(body)
-            except ValueError:
-                parsed = None
-            return response.status, parsed if isinstance(parsed, dict) else None, latency
+        conn = await pool.request("POST", target, CIMultiDict(headers), LOGIN_QUERY)
+        try:
+            body = b""
+            while chunk := await conn.read():
+                body += chunk
+        finally:
+            pool.release(conn)
+    finally:
+        pool.close()
+    latency = time.perf_counter() - started
+    assert conn.head is not None
+    skew.observe(conn.head.headers.get("Date"), sent, skew.clock())
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        parsed = None
+    return conn.head.status, parsed if isinstance(parsed, dict) else None, latency
 
 
 async def check(settings: Settings, creds: Credentials, environ: Mapping[str, str]) -> CheckResult:
@@ -83,8 +85,7 @@ async def check(settings: Settings, creds: Credentials, environ: Mapping[str, st
         if status in (401, 403) and skew.correcting:
             # The answer showed our clock is off: the proxy would sign with the corrected time.
             status, body, latency = await _post_login(settings, creds, skew, environ)
-    except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
-        error = classify(exc, str(settings.upstream))
+    except UpstreamError as error:
         return CheckResult(False, [f"FAILED: {error.message} ({error.code})", *facts])
     facts += [
         f"status    {status}",

@@ -39,7 +39,7 @@ def health(state: ProxyState) -> web.Response:
 
 def ready(state: ProxyState) -> web.Response:
     """200 while credentials are loaded and requests are taken; 503 otherwise (e.g. draining)."""
-    if state.session is None or state.draining:
+    if state.pool is None or state.draining:
         return error_response(503, "not_ready", "the proxy is starting or shutting down")
     return web.json_response({"status": "ready"})
 

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import aiohttp
 from aiohttp import web
 
+from .connection import Connection, broken
+from .errors import UpstreamError
 from .headers import CLIENT_CLOSED, REQUEST_ID, response_headers
 from .outgoing import BodyTooLarge, build_upstream_request
-from .upstream import classify
+from .wire import Framing
 
 if TYPE_CHECKING:
     from .app import ProxyState
@@ -41,10 +41,13 @@ async def forward(
     request: web.Request, state: ProxyState, exchange: Exchange
 ) -> web.StreamResponse:
     """Send the request upstream, signed, and stream the answer back."""
-    assert state.session is not None, "the client session is created at start-up"
+    pool = state.pool
+    assert pool is not None, "the connection pool is created at start-up"
     path = request.raw_path.partition("?")[0]  # for log lines: raw, so nothing decoded forges one
     try:
-        url, headers, body = await build_upstream_request(request, state, exchange.request_id)
+        target, headers, body, length = await build_upstream_request(
+            request, state, exchange.request_id
+        )
     except ConnectionError:  # the client left while its body was being read
         return _client_closed(request, path)
     except BodyTooLarge:
@@ -60,43 +63,47 @@ async def forward(
     sent, started = state.skew.clock(), time.perf_counter()
     exchange.signed_corrected = state.skew.correcting
     try:
-        async with state.session.request(
-            request.method,
-            url,
-            headers=headers,
-            data=body,
-            allow_redirects=False,  # a redirect is the client's to follow, not ours
-            proxy=state.outbound_proxy,
-        ) as upstream:
-            exchange.upstream_seconds = time.perf_counter() - started
-            received = state.skew.clock()
-            # One sample a second is plenty for a settled estimate. Refusals, and every answer
-            # while correcting, are looked at: a clock that is off (or fixed) shows there.
-            if (
-                received - state.skew_sampled >= 1.0
-                or upstream.status in (401, 403)
-                or state.skew.correcting
-            ):
-                state.skew_sampled = received
-                state.skew.observe(
-                    upstream.headers.get("Date"), sent, received, upstream.headers.get("Age")
-                )
-            headers = response_headers(upstream.headers)
-            headers[REQUEST_ID] = exchange.request_id
-            response = web.StreamResponse(
-                status=upstream.status, reason=upstream.reason, headers=headers
-            )
-            await response.prepare(request)
-            exchange.bytes_out, exchange.aborted = await _relay(request, upstream, response, path)
-            return response
-    except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
+        conn = await pool.request(request.method, target, headers, body, length)
+    except (UpstreamError, ConnectionError) as exc:
         if _client_gone(request):
             # The client left (mid-upload, or before the answer): not the upstream's fault.
             return _client_closed(request, path)
-        error = classify(exc, str(state.settings.upstream))
+        error = exc if isinstance(exc, UpstreamError) else broken(str(state.settings.upstream))
         state.metrics.upstream_error(error.code)
         log.warning("%s %s: %s (%s)", request.method, path, error.message, error.code)
         return error_response(error.status, error.code, error.message)
+    try:
+        exchange.upstream_seconds = time.perf_counter() - started
+        head = conn.head
+        assert head is not None
+        received = state.skew.clock()
+        # One sample a second is plenty for a settled estimate. Refusals, and every answer
+        # while correcting, are looked at: a clock that is off (or fixed) shows there.
+        if (
+            received - state.skew_sampled >= 1.0
+            or head.status in (401, 403)
+            or state.skew.correcting
+        ):
+            state.skew_sampled = received
+            state.skew.observe(head.headers.get("Date"), sent, received, head.headers.get("Age"))
+        headers = response_headers(head.headers)
+        headers[REQUEST_ID] = exchange.request_id
+        if _client_gone(request):  # it left while the upstream was answering
+            conn.close()
+            return _client_closed(request, path)
+        if conn.complete and head.framing is not Framing.NONE:
+            # The whole body came with the head (the usual small API answer): one write.
+            body_bytes = conn.take()
+            exchange.bytes_out = len(body_bytes)
+            return web.Response(
+                status=head.status, reason=head.reason, headers=headers, body=body_bytes
+            )
+        response = web.StreamResponse(status=head.status, reason=head.reason, headers=headers)
+        await response.prepare(request)
+        exchange.bytes_out, exchange.aborted = await _relay(request, conn, response, path)
+        return response
+    finally:
+        pool.release(conn)
 
 
 def _client_gone(request: web.Request) -> bool:
@@ -109,10 +116,7 @@ def _client_closed(request: web.Request, path: str) -> web.Response:
 
 
 async def _relay(
-    request: web.Request,
-    upstream: aiohttp.ClientResponse,
-    response: web.StreamResponse,
-    path: str,
+    request: web.Request, conn: Connection, response: web.StreamResponse, path: str
 ) -> tuple[int, int | None]:
     """Copy the upstream body to the client chunk by chunk, as it arrives.
 
@@ -121,14 +125,14 @@ async def _relay(
     """
     size = 0
     try:
-        async for chunk in upstream.content.iter_any():
+        while chunk := await conn.read():
             size += len(chunk)
             await response.write(chunk)
         await response.write_eof()
-    except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
+    except (UpstreamError, ConnectionError) as exc:
         # One side broke mid-body. Abort the client connection rather than end the body
         # cleanly, so that a truncated answer can never look complete (no last chunk, short
-        # Content-Length); close the upstream connection too so it is not reused.
+        # Content-Length); the upstream connection is closed too, never reused.
         client_left = _client_gone(request)
         level = logging.INFO if client_left else logging.WARNING
         who = "the client closed the connection" if client_left else "the upstream broke off"
@@ -140,7 +144,7 @@ async def _relay(
             who,
             type(exc).__name__,
         )
-        upstream.close()
+        conn.close()
         if request.transport is not None:
             request.transport.abort()
         return size, CLIENT_CLOSED if client_left else 502

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict, CIMultiDictProxy, MultiMapping
 
 # Hop-by-hop fields (RFC 9110 section 7.6.1, plus Keep-Alive and Proxy-Connection, which
 # HTTP/1.0-era clients still send) apply to one connection only and are never forwarded.
@@ -36,7 +36,7 @@ REQUEST_ID = "X-Request-Id"
 CLIENT_CLOSED = 499
 
 
-def connection_tokens(headers: CIMultiDictProxy[str]) -> set[str]:
+def connection_tokens(headers: MultiMapping[str]) -> set[str]:
     """Field names listed in ``Connection`` (they are hop-by-hop too, section 7.6.1)."""
     return {
         token.strip().lower()
@@ -46,7 +46,7 @@ def connection_tokens(headers: CIMultiDictProxy[str]) -> set[str]:
     }
 
 
-def _copy_without(headers: CIMultiDictProxy[str], drop: frozenset[str]) -> CIMultiDict[str]:
+def _copy_without(headers: MultiMapping[str], drop: frozenset[str]) -> CIMultiDict[str]:
     if "Connection" in headers:  # rare from clients; most requests skip the set union
         drop = drop | connection_tokens(headers)
     return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in drop)
@@ -62,6 +62,6 @@ def request_headers(headers: CIMultiDictProxy[str], drop: frozenset[str]) -> CIM
     return _copy_without(headers, drop)
 
 
-def response_headers(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+def response_headers(headers: MultiMapping[str]) -> CIMultiDict[str]:
     """The upstream's headers to return: all of them but the hop-by-hop ones."""
     return _copy_without(headers, HOP_BY_HOP)

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 
 from aiohttp import StreamReader, web
 from multidict import CIMultiDict
-from yarl import URL
 
 from . import signing
 from .headers import REQUEST_DROP, REQUEST_ID, request_headers
@@ -85,8 +84,11 @@ def signed_headers(
     return headers
 
 
-async def read_body(request: web.Request, settings: Settings) -> tuple[Body, int, bytes | None]:
-    """The body to send, its length, and its SHA-256 when the signature covers a digest.
+async def read_body(
+    request: web.Request, settings: Settings
+) -> tuple[Body, int | None, bytes | None]:
+    """The body to send, its length (None for a chunked stream), and its SHA-256 when the
+    signature covers a digest.
 
     It streams unless the signature needs what only the whole body tells: a digest, or the
     length of a chunked body. Then it is buffered, up to ``--max-buffered-body``.
@@ -100,7 +102,7 @@ async def read_body(request: web.Request, settings: Settings) -> tuple[Body, int
             # A small body (a GraphQL query) costs less sent whole than streamed, memory stays
             # bounded all the same.
             return await request.read(), length, None
-        return request.content, length or 0, None
+        return request.content, length, None
     limit = settings.max_buffered_body
     if length is not None and length > limit:
         raise BodyTooLarge
@@ -113,15 +115,25 @@ async def read_body(request: web.Request, settings: Settings) -> tuple[Body, int
     return bytes(body), len(body), sha256
 
 
+def _wire_target(raw: str) -> str:
+    """The target to send and sign: byte for byte, no normalising, no re-encoding; only a
+    fragment (never part of a request, RFC 9110 section 7.1) and an empty query's lone "?"
+    are dropped, as HTTP client libraries do."""
+    if "#" in raw:
+        raw = raw.partition("#")[0]
+    if raw.find("?") == len(raw) - 1:
+        raw = raw[:-1]
+    return raw
+
+
 async def build_upstream_request(
     request: web.Request, state: ProxyState, request_id: str
-) -> tuple[URL, CIMultiDict[str], Body]:
-    """The URL, headers and body of the upstream request, signed after every other change."""
+) -> tuple[str, CIMultiDict[str], Body, int | None]:
+    """The target, headers, body and body length of the upstream request, signed after every
+    other change."""
     settings, creds = state.settings, state.credentials.current
     upstream = settings.upstream
-    # Byte for byte: no normalising, no re-encoding. Sign the target exactly as the client
-    # library will write it on the wire (it drops an empty "?"), so the two can never differ.
-    url = URL(upstream.origin + upstream.prefix + request.raw_path, encoded=True)
+    target = upstream.prefix + _wire_target(request.raw_path)
     body, length, sha256 = await read_body(request, settings)
     drop = _DROP_WITH_DEVELOPER_KEY if creds.developer_key else REQUEST_DROP
     headers = request_headers(request.headers, drop)
@@ -135,11 +147,11 @@ async def build_upstream_request(
             scheme=upstream.scheme,
             authority=upstream.authority,
             method=request.method,
-            target=url.raw_path_qs,
+            target=target,
             content_type=content_type,
             now=state.skew.now(),
             length=length,
             sha256=sha256,
         )
     )
-    return url, headers, body
+    return target, headers, body, length

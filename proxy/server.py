@@ -27,7 +27,7 @@ from .forward import error_response
 from .metrics import Metrics
 from .reload import CredentialsWatcher
 from .settings import Settings
-from .upstream import create_session, outbound_proxy
+from .upstream import create_pool
 
 log = logging.getLogger(__name__)
 BACKLOG = 1024
@@ -112,7 +112,7 @@ def bind_unix(path: os.PathLike[str], mode: int) -> socket.socket:
 
 
 class ProxyService:
-    """The running proxy: upstream session, credential watcher and listeners."""
+    """The running proxy: upstream pool, credential watcher and listeners."""
 
     def __init__(
         self,
@@ -136,7 +136,7 @@ class ProxyService:
         self.state = ProxyState(
             settings=settings, credentials=self.watcher, skew=self.skew, metrics=self.metrics
         )
-        self.state.outbound_proxy = outbound_proxy(settings.upstream, environ)
+        self._environ = environ
         self._reload_interval = reload_interval
         self._reuse_port = reuse_port
         self._runner: web.BaseRunner | None = None
@@ -146,7 +146,7 @@ class ProxyService:
 
     async def start(self) -> list[str]:
         """Listen and serve; return the URLs listened on (the real port when 0 was asked)."""
-        self.state.session = create_session(self.settings)
+        self.state.pool = create_pool(self.settings, self._environ)
         server = _Server(functools.partial(handle, self.state), access_log=None)
         self._runner = web.ServerRunner(server, shutdown_timeout=self.settings.shutdown_timeout)
         await self._runner.setup()
@@ -193,9 +193,9 @@ class ProxyService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
-        if self.state.session is not None:
-            await self.state.session.close()
-            self.state.session = None
+        if self.state.pool is not None:
+            self.state.pool.close()
+            self.state.pool = None
         unix = self.settings.listen.unix
         if unix is not None and self._unix_inode is not None:
             # Remove our socket only: not one another process has put there since.

@@ -1,24 +1,25 @@
-"""The upstream side: TLS, the outbound proxy, one pooled client session, failure mapping."""
+"""The upstream side: TLS, the outbound proxy from the environment, the connection pool."""
 
 from __future__ import annotations
 
-import asyncio
+import base64
 import contextlib
 import ipaddress
 import logging
 import ssl
 from collections.abc import Mapping
-
-import aiohttp
+from urllib.parse import unquote, urlsplit
 
 from .addresses import Upstream
-from .errors import ConfigError, UpstreamError
+from .dial import OutboundProxy
+from .errors import ConfigError
+from .pool import Pool
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def ssl_context(settings: Settings) -> ssl.SSLContext | bool:
+def ssl_context(settings: Settings) -> ssl.SSLContext:
     """Verification always on for https, with the system's CAs plus ``--ca-bundle``'s.
 
     Only ``--insecure-skip-verify`` turns it off, and then every start says so.
@@ -28,7 +29,10 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | bool:
             "--insecure-skip-verify: the upstream's TLS certificate is NOT verified; anyone on "
             "the network path can read and change your API traffic. Use --ca-bundle instead."
         )
-        return False
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
     context = ssl.create_default_context()
     if settings.ca_bundle is not None:
         try:
@@ -45,8 +49,8 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | bool:
 def outbound_proxy(upstream: Upstream, environ: Mapping[str, str]) -> str | None:
     """The HTTP(S)_PROXY to reach the upstream through, honouring NO_PROXY; None for direct.
 
-    Read here rather than with aiohttp's ``trust_env``, which would also take credentials
-    from ~/.netrc and could replace the signed Authorization header.
+    Only these variables are read: never ~/.netrc, whose credentials could replace the
+    signed Authorization header.
     """
     lower = {key.lower(): value for key, value in environ.items() if value}
     proxy = lower.get(f"{upstream.scheme}_proxy")
@@ -86,63 +90,51 @@ def _bypassed(host: str, no_proxy: str) -> bool:
     return False
 
 
-def create_session(settings: Settings) -> aiohttp.ClientSession:
-    """A session whose connections to the upstream are pooled and kept alive between requests.
+def create_pool(settings: Settings, environ: Mapping[str, str]) -> Pool:
+    """The pool of keep-alive connections to the upstream, reached as the environment says.
 
     Bodies pass through untouched: no decompression, no default headers the client did not
     send. There is no overall deadline, so a long transfer that keeps moving is never cut;
-    only connecting and each read are bounded.
+    only connecting and each wait for the upstream are bounded.
     """
+    upstream = settings.upstream
+    # Built for http too, so that a bad --ca-bundle is reported at start either way.
     context = ssl_context(settings)
-    if settings.upstream.scheme == "http" and not _is_loopback(settings.upstream.host):
+    if upstream.scheme == "http" and not _is_loopback(upstream.host):
         log.warning(
             "the upstream %s is plain http: signatures and the developer key cross the network "
             "unencrypted",
-            settings.upstream,
+            upstream,
         )
-    connector = aiohttp.TCPConnector(
-        limit=0,
-        ttl_dns_cache=60,
-        # Built for http too, so that a bad --ca-bundle is reported at start either way.
-        ssl=context if settings.upstream.scheme == "https" else True,
-    )
-    timeout = aiohttp.ClientTimeout(
-        total=None,
-        sock_connect=settings.connect_timeout,
-        sock_read=settings.read_timeout,
-    )
-    return aiohttp.ClientSession(
-        connector=connector,
-        timeout=timeout,
-        auto_decompress=False,
-        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-        cookie_jar=aiohttp.DummyCookieJar(),
+    proxy = outbound_proxy(upstream, environ)
+    return Pool(
+        upstream,
+        tls=context if upstream.scheme == "https" else None,
+        proxy=None if proxy is None else parse_proxy(proxy, f"{upstream.scheme.upper()}_PROXY"),
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.read_timeout,
     )
 
 
-def classify(exc: BaseException, upstream: str) -> UpstreamError:
-    """Turn a client-side failure into the status and stable code the proxy answers with."""
-    if isinstance(exc, asyncio.TimeoutError):  # also aiohttp's ServerTimeoutError family
-        message = f"the upstream {upstream} did not answer in time"
-        return UpstreamError(504, "upstream_timeout", message)
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
-        return UpstreamError(
-            502,
-            "upstream_tls_error",
-            f"the TLS certificate of {upstream} could not be verified; if a proxy on your "
-            "network inspects TLS, pass its CA with --ca-bundle",
+def parse_proxy(value: str, variable: str) -> OutboundProxy:
+    """An ``http://[user:password@]host[:port]`` proxy URL (curl's reading: no scheme is
+    http, no port is 1080); the password is never echoed."""
+    hint = "use http://[user:password@]host:port"
+    parts = urlsplit(value if "://" in value else f"http://{value}")
+    try:
+        port = parts.port or 1080
+    except ValueError:
+        port = 0
+    if parts.scheme != "http" or not parts.hostname or not port:
+        shown = parts.hostname or "?"
+        raise ConfigError(
+            f"{variable}: the proxy URL (host {shown}) is not an http:// proxy; {hint} (the "
+            "tunnel to an https upstream is encrypted end to end either way)"
         )
-    if isinstance(exc, aiohttp.ClientProxyConnectionError):
-        return UpstreamError(
-            502, "upstream_unreachable", "the outbound proxy (HTTPS_PROXY) could not be reached"
-        )
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        reason = exc.os_error.strerror or type(exc.os_error).__name__
-        return UpstreamError(
-            502, "upstream_unreachable", f"the upstream {upstream} could not be reached ({reason})"
-        )
-    return UpstreamError(
-        502,
-        "upstream_error",
-        f"the upstream {upstream} broke the connection or answered something that is not HTTP",
-    )
+    authorization = None
+    if parts.username is not None:
+        user = unquote(parts.username)
+        password = unquote(parts.password or "")
+        token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+        authorization = f"Basic {token}"
+    return OutboundProxy(parts.hostname, port, variable, authorization)

@@ -448,15 +448,13 @@ async def observing(aiohttp_server: ServerFactory) -> ObservingUpstream:
 
 
 async def assert_settled(service: ProxyService, before: set[asyncio.Task[object]]) -> None:
-    """Within a short while: no connection held by the upstream session, no stray tasks."""
-    session = service.state.session
-    assert session is not None
-    connector = session.connector
-    assert isinstance(connector, aiohttp.TCPConnector)
+    """Within a short while: no connection held by the upstream pool, no stray tasks."""
+    pool = service.state.pool
+    assert pool is not None
     current = asyncio.current_task()
     deadline = time.monotonic() + 3
     while True:
-        acquired = len(connector._acquired)
+        acquired = pool.in_use
         stray = [t for t in asyncio.all_tasks() if t not in before and t is not current]
         if not acquired and not stray:
             return
@@ -515,9 +513,9 @@ async def test_client_that_vanishes_mid_upload_never_yields_a_complete_upstream_
         assert outcome.result != "complete", f"the upstream saw a complete body ({outcome.size})"
     assert observing.received == [], "a truncated body reached the upstream as a whole request"
     await assert_settled(client.service, before)
-    session = client.service.state.session
-    assert session is not None and isinstance(session.connector, aiohttp.TCPConnector)
-    assert not session.connector._conns, "the half-used upstream connection was pooled"
+    pool = client.service.state.pool
+    assert pool is not None
+    assert not pool.idle, "the half-used upstream connection was pooled"
 
     # And the proxy is fine afterwards: the next request arrives whole and signed.
     async with client.post("/graphql/v1", data=b'{"after":1}') as response:
@@ -554,9 +552,9 @@ async def test_a_client_leaving_is_not_blamed_on_the_upstream(
         writer.close()
         await asyncio.wait_for(answered.wait(), 3)
         await asyncio.sleep(0.3)
-    session = client.service.state.session
-    assert session is not None and isinstance(session.connector, aiohttp.TCPConnector)
-    assert not session.connector._acquired
+    pool = client.service.state.pool
+    assert pool is not None
+    assert not pool.in_use
     messages = [r.getMessage() for r in caplog.records if r.name.startswith("proxy")]
     assert not [m for m in messages if "upstream_error" in m], messages
     assert any("client" in m.lower() for m in messages), messages
@@ -609,9 +607,9 @@ async def test_client_leaving_early_releases_the_upstream(
     await asyncio.wait_for(ended.wait(), 3)
     assert how and how != ["finished"]
     await assert_settled(client.service, before)
-    session = client.service.state.session
-    assert session is not None and isinstance(session.connector, aiohttp.TCPConnector)
-    assert not session.connector._conns, "a connection with an unread body was pooled"
+    pool = client.service.state.pool
+    assert pool is not None
+    assert not pool.idle, "a connection with an unread body was pooled"
 
 
 # --- 5. Graceful shutdown of the real command --------------------------------------------------
@@ -830,9 +828,9 @@ async def test_many_slow_requests_in_parallel_and_a_fast_one_overtakes_them(
     assert results == [(200, str(n)) for n in range(CONCURRENT)]
     assert min(finished) > fast_done
     assert elapsed < 8, f"{CONCURRENT} one-second requests took {elapsed:.1f}s"
-    session_ = client.service.state.session
-    assert session_ is not None and isinstance(session_.connector, aiohttp.TCPConnector)
-    assert not session_.connector._acquired
+    pool = client.service.state.pool
+    assert pool is not None
+    assert not pool.in_use
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,262 @@
+"""One keep-alive HTTP/1.1 connection to the upstream: writes a request, reads its answer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import cast
+
+from . import wire
+from .errors import UpstreamError
+
+# Reading from the upstream pauses while this much of a body waits for a slow client, so
+# memory stays bounded however fast the upstream sends.
+HIGH_WATER = 256 * 1024
+
+
+def broken(where: str) -> UpstreamError:
+    """The error for an upstream that broke off or does not speak HTTP."""
+    return UpstreamError(
+        502,
+        "upstream_error",
+        f"the upstream {where} broke the connection or answered something that is not HTTP",
+    )
+
+
+class Connection(asyncio.Protocol):
+    """The protocol side of one upstream connection, used by one request at a time.
+
+    ``read_timeout`` bounds every wait for the upstream once the request is sent: the clock
+    restarts with each byte received, so a slow transfer that keeps moving is never cut.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, read_timeout: float, where: str) -> None:
+        self._loop = loop
+        self._read_timeout = read_timeout
+        self._where = where
+        self.transport: asyncio.Transport | None = None
+        self._parser: wire.ResponseParser | None = None
+        self._chunks: deque[bytes] = deque()
+        self._queued = 0
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._drain: asyncio.Future[None] | None = None
+        self._write_paused = False
+        self._read_paused = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timing = False
+        self._last = 0.0
+        self.head: wire.Head | None = None
+        self.reusable = True
+        self.request_sent = False
+        self.received = False  # any byte of the answer yet
+        self.idle_since = 0.0
+        self.writer: asyncio.Task[None] | None = None  # sends a streamed request body
+
+    # --- asyncio.Protocol ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not derive from asyncio's classes, but behave the same.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._last = self._loop.time()
+        self.received = True
+        parser = self._parser
+        if parser is None:  # nothing was asked: the upstream is not speaking HTTP with us
+            self._fail(broken(self._where))
+            return
+        try:
+            pieces = parser.feed(data)
+        except wire.FramingError:
+            self._fail(broken(self._where))
+            return
+        if self.head is None and parser.head is not None:
+            self.head = parser.head
+        for piece in pieces:
+            self._queue(piece)
+        if not parser.clean:
+            self.reusable = False
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.reusable = False
+        parser = self._parser
+        if parser is not None and not parser.done:
+            try:
+                parser.eof()  # the end of a body framed by the connection's close
+            except wire.FramingError:
+                self._fail(broken(self._where))
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_exception(self._error or broken(self._where))
+        self._wake()
+        self._cancel_timer()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    # --- the request -----------------------------------------------------------------------
+
+    def begin(self, method: str) -> None:
+        """Start an exchange: the answer to ``method`` is read from now on."""
+        self._parser = wire.ResponseParser(method)
+        self.head = None
+        self.request_sent = self.received = self._timing = False
+        self._cancel_timer()
+
+    def sent(self) -> None:
+        """The whole request is written: from now on the upstream has to answer in time."""
+        self.request_sent = True
+        self._start_timing()
+
+    def write(self, data: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        if self.transport is None or self.transport.is_closing():
+            raise broken(self._where)
+        self.transport.write(data)
+
+    async def drain(self) -> None:
+        """Wait while the upstream is not taking what was written (back-pressure)."""
+        if self._error is not None:
+            raise self._error
+        if self._write_paused:
+            self._drain = self._loop.create_future()
+            await self._drain
+
+    @property
+    def usable(self) -> bool:
+        """Still open and in good order (an idle connection the upstream closed is not)."""
+        transport = self.transport
+        return self._error is None and transport is not None and not transport.is_closing()
+
+    def abort(self, error: BaseException) -> None:
+        """Break the exchange: the upstream sees the connection reset, never a whole request."""
+        self._fail(error)
+
+    def close(self) -> None:
+        """Close for good: gracefully after a whole exchange, else reset (RST) at once."""
+        self.reusable = False
+        self._cancel_timer()
+        if self.transport is not None and not self.transport.is_closing():
+            if self._error is None and (self._parser is None or self._parser.done):
+                self.transport.close()
+            else:
+                self.transport.abort()
+
+    # --- the answer ------------------------------------------------------------------------
+
+    async def response(self) -> wire.Head:
+        """Wait for the head of the answer."""
+        while self.head is None:
+            if self._error is not None:
+                raise self._error
+            await self._wait()
+        self._start_timing()
+        return self.head
+
+    @property
+    def complete(self) -> bool:
+        """True once the whole body has arrived."""
+        return self._parser is not None and self._parser.done
+
+    def take(self) -> bytes:
+        """Everything received of the body so far (without waiting)."""
+        chunks = self._chunks
+        data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self._queued = 0
+        if self._read_paused and self.transport is not None:
+            self._read_paused = False
+            self.transport.resume_reading()
+        return data
+
+    async def read(self) -> bytes:
+        """The next piece of the body, as it arrives; ``b""`` at its end."""
+        while True:
+            if self._chunks:
+                return self.take()
+            if self.complete:
+                return b""
+            if self._error is not None:
+                raise self._error
+            await self._wait()
+
+    def reset(self) -> bool:
+        """Make the connection ready for the next request; False when it cannot be reused."""
+        self._cancel_timer()
+        self._timing = False
+        head, parser = self.head, self._parser
+        if not (self.reusable and self.request_sent and head and head.keep_alive and parser):
+            return False
+        if not parser.done or self._chunks or not self.usable:
+            return False
+        self._parser = None
+        self.idle_since = self._loop.time()
+        return True
+
+    # --- waiting and failing ---------------------------------------------------------------
+
+    def _queue(self, data: bytes) -> None:
+        if not data:
+            return
+        self._chunks.append(data)
+        self._queued += len(data)
+        if self._queued > HIGH_WATER and not self._read_paused and self.transport is not None:
+            self._read_paused = True
+            self.transport.pause_reading()
+
+    def _fail(self, error: BaseException) -> None:
+        if self._error is None:
+            self._error = error
+        self.reusable = False
+        if self.transport is not None:
+            self.transport.abort()
+        self._wake()
+
+    async def _wait(self) -> None:
+        waiter = self._waiter = self._loop.create_future()
+        if self._timing and self._timer is None:
+            self._timer = self._loop.call_at(self._last + self._read_timeout, self._on_timer)
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _start_timing(self) -> None:
+        if not self._timing:
+            self._timing = True
+            self._last = self._loop.time()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._waiter is None or self.complete:
+            return  # nobody is waiting: the next wait arms the timer again
+        deadline = self._last + self._read_timeout
+        if self._loop.time() < deadline:
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+            return
+        self._fail(
+            UpstreamError(
+                504, "upstream_timeout", f"the upstream {self._where} did not answer in time"
+            )
+        )
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

@@ -1,0 +1,154 @@
+"""Opening connections to the upstream: name lookup, TCP, TLS, or a CONNECT tunnel through
+an outbound proxy; every failure becomes an UpstreamError that says what to check."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import ssl
+from dataclasses import dataclass, field
+from typing import cast
+
+from . import wire
+from .addresses import Upstream
+from .connection import Connection
+from .errors import UpstreamError
+
+DNS_TTL = 60.0
+
+
+@dataclass(frozen=True)
+class OutboundProxy:
+    """An HTTP(S)_PROXY to reach the upstream through."""
+
+    host: str
+    port: int
+    variable: str  # the environment variable it came from, for messages
+    authorization: str | None = field(default=None, repr=False)
+
+
+class Dialer:
+    """Opens new connections to the upstream, the same way each time."""
+
+    def __init__(
+        self,
+        upstream: Upstream,
+        *,
+        tls: ssl.SSLContext | None,
+        proxy: OutboundProxy | None,
+        connect_timeout: float,
+        read_timeout: float,
+    ) -> None:
+        self._upstream = upstream
+        self._where = str(upstream)
+        self._tls = tls if upstream.scheme == "https" else None
+        self._proxy = proxy
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._addresses: tuple[float, list[str]] | None = None
+
+    async def connect(self) -> Connection:
+        """A new connection, ready for a request, within ``--connect-timeout``."""
+        loop = asyncio.get_running_loop()
+        conn = Connection(loop, self._read_timeout, self._where)
+        try:
+            await asyncio.wait_for(self._open(loop, conn), self._connect_timeout)
+        except asyncio.TimeoutError:
+            conn.close()
+            raise UpstreamError(
+                504,
+                "upstream_timeout",
+                f"the upstream {self._where} could not be reached within "
+                f"{self._connect_timeout:g} s (--connect-timeout)",
+            ) from None
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    async def _open(self, loop: asyncio.AbstractEventLoop, conn: Connection) -> None:
+        proxy, upstream = self._proxy, self._upstream
+        host, port = (proxy.host, proxy.port) if proxy else (upstream.host, upstream.port)
+        tls = self._tls if proxy is None else None
+        try:
+            error: OSError | None = None
+            for address in await self._resolve(loop, host, port):
+                try:
+                    await loop.create_connection(
+                        lambda: conn,
+                        address,
+                        port,
+                        ssl=tls,
+                        server_hostname=upstream.host if tls else None,
+                    )
+                    break
+                except ssl.SSLError:
+                    raise
+                except OSError as exc:
+                    error = exc
+            else:
+                raise error or OSError("no address")
+            if proxy is not None and self._tls is not None:
+                await self._tunnel(loop, conn, proxy, self._tls)
+        except ssl.SSLError:
+            raise UpstreamError(
+                502,
+                "upstream_tls_error",
+                f"the TLS certificate of {self._where} could not be verified; if a proxy on "
+                "your network inspects TLS, pass its CA with --ca-bundle",
+            ) from None
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            where = (
+                f"the outbound proxy ({proxy.variable})" if proxy else f"the upstream {self._where}"
+            )
+            raise UpstreamError(
+                502, "upstream_unreachable", f"{where} could not be reached ({reason})"
+            ) from None
+
+    async def _tunnel(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        conn: Connection,
+        proxy: OutboundProxy,
+        tls: ssl.SSLContext,
+    ) -> None:
+        """CONNECT through the proxy (RFC 9110 section 9.3.6), then TLS with the upstream."""
+        upstream = self._upstream
+        host = f"[{upstream.host}]" if ":" in upstream.host else upstream.host
+        target = f"{host}:{upstream.port}"
+        fields = [("Host", target)]
+        if proxy.authorization:
+            fields.append(("Proxy-Authorization", proxy.authorization))
+        conn.begin("CONNECT")
+        conn.write(wire.request_head("CONNECT", target, fields))
+        conn.sent()
+        head = await conn.response()
+        if not 200 <= head.status < 300:
+            hint = ": check the proxy's user and password" if head.status == 407 else ""
+            raise UpstreamError(
+                502,
+                "upstream_unreachable",
+                f"the outbound proxy ({proxy.variable}) refused the tunnel to {target} "
+                f"({head.status}){hint}",
+            )
+        assert conn.transport is not None
+        transport = await loop.start_tls(conn.transport, conn, tls, server_hostname=upstream.host)
+        conn.transport = cast(asyncio.Transport, transport)
+
+    async def _resolve(self, loop: asyncio.AbstractEventLoop, host: str, port: int) -> list[str]:
+        """The host's addresses, looked up at most once a minute (new connections come in
+        bursts, and each would otherwise ask the resolver)."""
+        try:
+            ipaddress.ip_address(host)
+            return [host]
+        except ValueError:
+            pass
+        cached = self._addresses
+        if cached is not None and cached[0] > loop.time():
+            return cached[1]
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        self._addresses = (loop.time() + DNS_TTL, addresses)
+        return addresses

@@ -1,0 +1,198 @@
+"""HTTP/1.1 on the wire to the upstream: request heads, response heads, body framing (RFC 9112)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
+
+from multidict import CIMultiDict
+
+from .chunked import ChunkedDecoder, ChunkedError
+
+# Larger heads are refused: the API's answers carry a dozen short fields.
+MAX_HEAD = 64 * 1024
+# RFC 9110 section 5.1 token: the characters a field name may have.
+_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_DIGITS = re.compile(r"[0-9]{1,18}")
+
+
+class FramingError(ValueError):
+    """What the upstream sent is not a well-formed HTTP/1.1 response."""
+
+
+class Framing(Enum):
+    """How the end of a response body is found (RFC 9112 section 6.3)."""
+
+    NONE = "none"  # HEAD, 1xx, 204, 304: no body whatever the fields say
+    LENGTH = "length"
+    CHUNKED = "chunked"
+    CLOSE = "close"  # read until the upstream closes the connection
+
+
+@dataclass(slots=True)
+class Head:
+    """A parsed response head."""
+
+    status: int
+    reason: str
+    headers: CIMultiDict[str]
+    framing: Framing
+    length: int
+    keep_alive: bool
+
+
+def request_head(method: str, target: str, headers: Iterable[tuple[str, str]]) -> bytes:
+    """The request line and fields, ready to write.
+
+    Values pass through byte for byte (a client's non-UTF-8 bytes arrive surrogate-escaped),
+    but a CR or LF inside one would start a field of its own, so they are refused.
+    """
+    lines = [f"{method} {target} HTTP/1.1"]
+    lines.extend(f"{name}: {value}" for name, value in headers)
+    text = "\r\n".join(lines)
+    if text.count("\n") != len(lines) - 1 or text.count("\r") != len(lines) - 1:
+        raise FramingError("a header name or value contains CR or LF")
+    return (text + "\r\n\r\n").encode("utf-8", "surrogateescape")
+
+
+def parse_head(raw: bytes, method: str) -> Head:
+    """Parse a status line and fields (without the blank line); ``method`` is the request's."""
+    lines = raw.split(b"\r\n")
+    version, _, rest = lines[0].partition(b" ")
+    code, _, reason = rest.partition(b" ")
+    if version not in (b"HTTP/1.1", b"HTTP/1.0") or len(code) != 3 or not code.isdigit():
+        raise FramingError("not an HTTP/1.x status line")
+    status = int(code)
+    if status < 100:
+        raise FramingError("status code below 100")
+    fields = []
+    for line in lines[1:]:
+        name, colon, value = line.partition(b":")
+        # No whitespace before the colon, and no obsolete line folding (RFC 9112 section 5).
+        if not colon or _TOKEN.fullmatch(name) is None:
+            raise FramingError("malformed header field")
+        fields.append(
+            (
+                name.decode("ascii"),
+                value.strip(b" \t").decode("utf-8", "surrogateescape"),
+            )
+        )
+    headers = CIMultiDict(fields)
+    framing, length = _framing(headers, status, method)
+    keep_alive = version == b"HTTP/1.1" and not _closes(headers)
+    if framing is Framing.CLOSE or (framing is Framing.CHUNKED and "Content-Length" in headers):
+        keep_alive = False  # RFC 9112 section 6.3: the length is ambiguous, do not reuse
+    return Head(status, reason.decode("latin-1"), headers, framing, length, keep_alive)
+
+
+def _closes(headers: CIMultiDict[str]) -> bool:
+    return any(
+        token.strip().lower() == "close"
+        for value in headers.getall("Connection", ())
+        for token in value.split(",")
+    )
+
+
+def _framing(headers: CIMultiDict[str], status: int, method: str) -> tuple[Framing, int]:
+    if method == "HEAD" or status < 200 or status in (204, 304):
+        return Framing.NONE, 0
+    if method == "CONNECT" and status < 300:
+        return Framing.NONE, 0  # the tunnel starts right after the head
+    codings = headers.getall("Transfer-Encoding", ())
+    if codings:
+        last = codings[-1].rpartition(",")[2].strip().lower()
+        return (Framing.CHUNKED, 0) if last == "chunked" else (Framing.CLOSE, 0)
+    lengths = {value.strip() for value in headers.getall("Content-Length", ())}
+    if not lengths:
+        return Framing.CLOSE, 0
+    # Repeated identical values are allowed, different ones are not (RFC 9110 section 8.6).
+    if len(lengths) != 1 or _DIGITS.fullmatch(next(iter(lengths))) is None:
+        raise FramingError("invalid Content-Length")
+    return Framing.LENGTH, int(lengths.pop())
+
+
+class ResponseParser:
+    """Reads one answer from the bytes as they come: its head, then its body's pieces.
+
+    Interim answers (100, 103) are skipped. ``done`` turns true at the end of the body;
+    ``clean`` turns false when bytes nobody asked for follow it (the connection must then
+    not be reused). Raises FramingError on anything that is not well-formed HTTP/1.1.
+    """
+
+    __slots__ = ("_method", "_buffer", "_left", "_decoder", "head", "done", "clean")
+
+    def __init__(self, method: str) -> None:
+        self._method = method
+        self._buffer = bytearray()
+        self._left = 0
+        self._decoder: ChunkedDecoder | None = None
+        self.head: Head | None = None
+        self.done = False
+        self.clean = True
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Take the next bytes received; return the body pieces in them."""
+        if self.done:
+            self.clean = False
+            return []
+        if self.head is None:
+            data = self._head(data)
+            if self.head is None or self.done:
+                return []
+        if not data:
+            return []
+        framing = self.head.framing
+        if framing is Framing.LENGTH:
+            if len(data) > self._left:
+                self.clean = False
+                data = data[: self._left]
+            self._left -= len(data)
+            self.done = not self._left
+            return [data]
+        if self._decoder is not None:
+            try:
+                pieces = self._decoder.feed(data)
+            except ChunkedError as exc:
+                raise FramingError(str(exc)) from None
+            if self._decoder.done:
+                self.done = True
+                self.clean = not self._decoder.extra
+            return pieces
+        return [data]  # Framing.CLOSE: everything until the upstream closes
+
+    def eof(self) -> None:
+        """The upstream closed the connection: the end of the body, or a broken answer."""
+        if not self.done:
+            if self.head is None or self.head.framing is not Framing.CLOSE:
+                raise FramingError("the connection closed before the answer was complete")
+            self.done = True
+
+    def _head(self, data: bytes) -> bytes:
+        buffer = self._buffer
+        buffer += data
+        while True:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buffer) > MAX_HEAD:
+                    raise FramingError("response head too long")
+                return b""
+            head = parse_head(bytes(buffer[:end]), self._method)
+            rest = bytes(buffer[end + 4 :])
+            buffer.clear()
+            if head.status < 200 and self._method != "CONNECT":
+                if head.status == 101:  # no Upgrade is ever sent, so none may be accepted
+                    raise FramingError("unexpected 101 Switching Protocols")
+                buffer += rest  # an interim answer: the real one follows
+                continue
+            self.head = head
+            self._left = head.length
+            if head.framing is Framing.CHUNKED:
+                self._decoder = ChunkedDecoder()
+            elif head.framing is Framing.NONE or (
+                head.framing is Framing.LENGTH and not head.length
+            ):
+                self.done = True
+                self.clean = not rest
+            return rest
