@@ -135,7 +135,7 @@ class ResponseParser:
     def feed(self, data: bytes) -> list[bytes]:
         """Take the next bytes received; return the body pieces in them."""
         if self.done:
-            self.clean = False
+            self.clean = self.clean and not data
             return []
         if self.head is None:
             data = self._head(data)
@@ -174,9 +174,9 @@ class ResponseParser:
         buffer += data
         while True:
             end = buffer.find(b"\r\n\r\n")
+            if end > MAX_HEAD or (end < 0 and len(buffer) > MAX_HEAD):
+                raise FramingError("response head too long")
             if end < 0:
-                if len(buffer) > MAX_HEAD:
-                    raise FramingError("response head too long")
                 return b""
             head = parse_head(bytes(buffer[:end]), self._method)
             rest = bytes(buffer[end + 4 :])

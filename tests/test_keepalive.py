@@ -1,0 +1,316 @@
+"""The upstream connection end to end: keep-alive reuse and its limits, answers framed every
+legal way (and some illegal ones), written by a scripted upstream on raw sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import pytest
+from conftest import KEY_ID, SECRET, ProxyClient, ProxyFactory
+from fake_upstream import check_signature
+from multidict import CIMultiDict
+
+from proxy.errors import ConfigError
+
+KEYS = {KEY_ID: SECRET}
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+@dataclass
+class Seen:
+    """One request as the scripted upstream read it, its signature checked independently."""
+
+    connection: int
+    method: str
+    target: str
+    headers: CIMultiDict[str]
+    body: bytes
+    signature_problem: str
+
+
+# What to write for the n-th request (0-based, across connections): bytes to write, pieces
+# to write one by one (CLOSE among them closes the connection there), or None to close the
+# connection without answering.
+Script = Callable[[int, Seen], "bytes | list[bytes] | None"]
+CLOSE = b""
+
+
+@dataclass
+class ScriptedUpstream:
+    script: Script
+    url: str = ""
+    seen: list[Seen] = field(default_factory=list)
+    connections: int = 0
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        number = self.connections
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                line, *fields = head.decode("latin-1").rstrip("\r\n").split("\r\n")
+                method, target, _ = line.split(" ")
+                headers = CIMultiDict(f.split(": ", 1) for f in fields)
+                body = await reader.readexactly(int(headers.get("Content-Length", "0")))
+                seen = Seen(number, method, target, headers, body, "")
+                seen.signature_problem = check_signature(method, target, headers, KEYS)
+                self.seen.append(seen)
+                answer = self.script(len(self.seen) - 1, seen)
+                if answer is None:
+                    break
+                for piece in [answer] if isinstance(answer, bytes) else answer:
+                    if piece == CLOSE:
+                        writer.close()
+                        return
+                    writer.write(piece)
+                    await writer.drain()
+                    if not isinstance(answer, bytes):
+                        await asyncio.sleep(0.002)
+        writer.close()
+
+
+@asynccontextmanager
+async def scripted(script: Script) -> AsyncIterator[ScriptedUpstream]:
+    upstream = ScriptedUpstream(script)
+    server = await asyncio.start_server(upstream.serve, "127.0.0.1", 0)
+    upstream.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    async with server:
+        yield upstream
+
+
+async def fetch(client: ProxyClient, method: str = "GET", **kwargs: object) -> tuple[int, bytes]:
+    async with client.request(method, "/graphql/v1", **kwargs) as response:
+        return response.status, await response.read()
+
+
+async def test_one_connection_carries_many_requests(make_proxy: ProxyFactory) -> None:
+    async with scripted(lambda n, seen: OK) as upstream:
+        client = await make_proxy(upstream=upstream.url)
+        for method in ("GET", "POST", "PUT", "DELETE", "GET"):
+            assert await fetch(client, method, data=b"{}") == (200, b"ok")
+    assert upstream.connections == 1
+    assert [s.signature_problem for s in upstream.seen] == [""] * 5
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokUNASKED",
+    ],
+    ids=["connection-close", "http-1.0", "extra-bytes"],
+)
+async def test_a_connection_is_not_reused_when_the_answer_says_so(
+    make_proxy: ProxyFactory, answer: bytes
+) -> None:
+    async with scripted(lambda n, seen: answer) as upstream:
+        client = await make_proxy(upstream=upstream.url)
+        assert await fetch(client) == (200, b"ok")
+        assert await fetch(client) == (200, b"ok")
+    assert upstream.connections == 2
+
+
+async def test_an_answer_ended_by_closing_the_connection(make_proxy: ProxyFactory) -> None:
+    body = bytes(range(256)) * 1200
+    answer = [b"HTTP/1.1 200 OK\r\n\r\n", body[:100_000], body[100_000:], CLOSE]
+    async with scripted(lambda n, seen: answer) as upstream:
+        client = await make_proxy(upstream=upstream.url)
+        assert await fetch(client) == (200, body)
+        assert await fetch(client) == (200, body)
+    assert upstream.connections == 2
+
+
+@pytest.mark.parametrize("piece", [1, 7, 64])
+async def test_a_chunked_answer_in_tiny_pieces_arrives_whole(
+    make_proxy: ProxyFactory, piece: int
+) -> None:
+    answer = (
+        b"HTTP/1.1 103 Early Hints\r\nLink: </x>; rel=preload\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Answer: yes\r\n\r\n"
+        b"5;ext=1\r\nhello\r\n1\r\n \r\n5\r\nworld\r\n0\r\nChecksum: 1\r\n\r\n"
+    )
+    pieces = [answer[i : i + piece] for i in range(0, len(answer), piece)]
+    async with scripted(lambda n, seen: pieces) as upstream:
+        client = await make_proxy(upstream=upstream.url)
+        for _ in range(2):
+            async with client.get("/graphql/v1") as response:
+                assert response.status == 200
+                assert response.headers["X-Answer"] == "yes"
+                assert "Link" not in response.headers
+                assert "Checksum" not in response.headers
+                assert await response.read() == b"hello world"
+    assert upstream.connections == 1
+
+
+async def test_answers_without_a_body_keep_the_connection(make_proxy: ProxyFactory) -> None:
+    def answer(n: int, seen: Seen) -> bytes:
+        if seen.method == "HEAD":
+            return b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nX-Kind: head\r\n\r\n"
+        if n == 1:
+            return b"HTTP/1.1 204 No Content\r\n\r\n"
+        if n == 2:
+            return b'HTTP/1.1 304 Not Modified\r\nETag: "a"\r\n\r\n'
+        return OK
+
+    async with scripted(answer) as upstream:
+        client = await make_proxy(upstream=upstream.url)
+        async with client.head("/graphql/v1") as response:
+            assert (response.status, response.headers["Content-Length"]) == (200, "1000")
+            assert response.headers["X-Kind"] == "head"
+        assert await fetch(client) == (204, b"")
+        assert await fetch(client) == (304, b"")
+        assert await fetch(client) == (200, b"ok")
+    assert upstream.connections == 1
+
+
+@pytest.mark.parametrize(
+    ("method", "retried"), [("GET", True), ("DELETE", True), ("POST", False), ("PATCH", False)]
+)
+async def test_a_kept_connection_closed_by_the_upstream_as_it_is_reused(
+    make_proxy: ProxyFactory, method: str, retried: bool
+) -> None:
+    # The second request arrives on the kept connection and the upstream closes it unanswered,
+    # as a server does when its idle timeout strikes just then.
+    async with scripted(lambda n, seen: None if n == 1 else OK) as upstream:
+        client = await make_proxy(upstream=upstream.url)
+        assert await fetch(client, method, data=b"{}") == (200, b"ok")
+        status, body = await fetch(client, method, data=b"{}")
+        if retried:  # safe to send again (RFC 9110 section 9.2.2): sent on a new connection
+            assert (status, body) == (200, b"ok")
+            assert [s.connection for s in upstream.seen] == [1, 1, 2]
+        else:  # it may have been acted on: never sent twice
+            assert status == 502
+            assert b"upstream_error" in body
+            assert len(upstream.seen) == 2
+        assert await fetch(client) == (200, b"ok")
+
+
+async def test_a_connection_the_upstream_closed_while_idle_is_not_used(
+    make_proxy: ProxyFactory,
+) -> None:
+    async with scripted(lambda n, seen: [OK, CLOSE]) as upstream:
+        client = await make_proxy(upstream=upstream.url)
+        assert await fetch(client) == (200, b"ok")
+        await asyncio.sleep(0.05)  # the upstream's close reaches the proxy
+        # A POST is never sent twice, so a dead kept connection would show as a 502.
+        assert await fetch(client, "POST", data=b"{}") == (200, b"ok")
+    assert upstream.connections == 2
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nBad Header : x\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nX-A: 1\r\n folded\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2x\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nok\r\n0\r\n\r\n",
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+        b"HTTP/2 200 OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n" + b"X-Filler: " + b"a" * 70_000 + b"\r\n\r\n",
+    ],
+    ids=["space-colon", "obs-fold", "two-lengths", "bad-length", "bad-chunk", "101", "http2",
+         "head-too-long"],
+)  # fmt: skip
+async def test_a_malformed_answer_is_502_and_its_connection_dropped(
+    make_proxy: ProxyFactory, answer: bytes
+) -> None:
+    async with scripted(lambda n, seen: answer if n == 0 else OK) as upstream:
+        client = await make_proxy(upstream=upstream.url)
+        status, body = await fetch(client)
+        assert status == 502 and b'"upstream_error"' in body
+        assert await fetch(client) == (200, b"ok")
+    assert upstream.connections == 2
+
+
+async def test_a_chunked_upload_is_sent_chunked_and_signed(make_proxy: ProxyFactory) -> None:
+    async def pieces() -> AsyncIterator[bytes]:
+        for i in range(3):
+            yield b"%d" % i * 70_000
+
+    received: list[bytes] = []
+
+    async def read_chunked(reader: asyncio.StreamReader) -> bytes:
+        body = b""
+        while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+            body += await reader.readexactly(size)
+            await reader.readexactly(2)
+        await reader.readuntil(b"\r\n")
+        return body
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+        line, *fields = head.rstrip("\r\n").split("\r\n")
+        headers = CIMultiDict(f.split(": ", 1) for f in fields)
+        assert headers["Transfer-Encoding"] == "chunked" and "Content-Length" not in headers
+        assert check_signature("POST", line.split(" ")[1], headers, KEYS) == ""
+        received.append(await read_chunked(reader))
+        writer.write(OK)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        client = await make_proxy(upstream=f"http://127.0.0.1:{port}")
+        assert await fetch(client, "POST", data=pieces()) == (200, b"ok")
+    assert received == [b"".join(b"%d" % i * 70_000 for i in range(3))]
+
+
+# --- outbound proxies --------------------------------------------------------------------------
+
+
+async def test_a_tunnel_refused_by_the_outbound_proxy_is_502_naming_it(
+    make_proxy: ProxyFactory,
+) -> None:
+    connects: list[str] = []
+
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+        connects.append(head)
+        writer.write(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(refuse, "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        environ = {"HTTPS_PROXY": f"http://someone:s3cret-pass@127.0.0.1:{port}"}
+        client = await make_proxy(environ=environ, upstream="https://api.example.com")
+        async with client.get("/graphql/v1") as response:
+            assert response.status == 502
+            error = (await response.json())["error"]
+    assert error["code"] == "upstream_unreachable"
+    assert "HTTPS_PROXY" in error["message"] and "407" in error["message"]
+    assert "s3cret" not in error["message"]
+    assert connects[0].startswith("CONNECT api.example.com:443 HTTP/1.1\r\n")
+    token = base64.b64encode(b"someone:s3cret-pass").decode()
+    assert f"Proxy-Authorization: Basic {token}\r\n" in connects[0]
+
+
+@pytest.mark.parametrize(
+    "value", ["https://user:hunter2@proxy.corp:3128", "socks5://proxy.corp:1080", "http://:80"]
+)
+async def test_an_outbound_proxy_that_is_not_http_is_a_config_error(
+    make_proxy: ProxyFactory, value: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        await make_proxy(environ={"HTTPS_PROXY": value}, upstream="https://api.example.com")
+    assert "HTTPS_PROXY" in str(info.value)
+    assert "hunter2" not in str(info.value)
+
+
+async def test_an_outbound_proxy_without_a_scheme_is_http(make_proxy: ProxyFactory) -> None:
+    async with scripted(lambda n, seen: OK) as forward_proxy:
+        host_port = forward_proxy.url.removeprefix("http://")
+        client = await make_proxy(
+            environ={"HTTP_PROXY": host_port}, upstream="http://api.example.com"
+        )
+        assert await fetch(client) == (200, b"ok")
+    assert forward_proxy.seen[0].target == "http://api.example.com/graphql/v1"
+    assert forward_proxy.seen[0].headers["Host"] == "api.example.com"
