@@ -111,7 +111,6 @@ class Connection(asyncio.Protocol):
         self._parser = wire.ResponseParser(method)
         self.head = None
         self.request_sent = self.received = self._timing = False
-        self._cancel_timer()
 
     def sent(self) -> None:
         """The whole request is written: from now on the upstream has to answer in time."""
@@ -192,8 +191,11 @@ class Connection(asyncio.Protocol):
             await self._wait()
 
     def reset(self) -> bool:
-        """Make the connection ready for the next request; False when it cannot be reused."""
-        self._cancel_timer()
+        """Make the connection ready for the next request; False when it cannot be reused.
+
+        An armed read timer is left to lapse: it finds nobody waiting and stops, which is
+        cheaper than cancelling and re-creating it for every request.
+        """
         self._timing = False
         head, parser = self.head, self._parser
         if not (self.reusable and self.request_sent and head and head.keep_alive and parser):
@@ -244,8 +246,8 @@ class Connection(asyncio.Protocol):
 
     def _on_timer(self) -> None:
         self._timer = None
-        if self._waiter is None or self.complete:
-            return  # nobody is waiting: the next wait arms the timer again
+        if self._waiter is None or not self._timing or self.complete:
+            return  # nobody is waiting on the upstream: the next wait arms the timer again
         deadline = self._last + self._read_timeout
         if self._loop.time() < deadline:
             self._timer = self._loop.call_at(deadline, self._on_timer)

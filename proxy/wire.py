@@ -13,8 +13,9 @@ from .chunked import ChunkedDecoder, ChunkedError
 
 # Larger heads are refused: the API's answers carry a dozen short fields.
 MAX_HEAD = 64 * 1024
-# RFC 9110 section 5.1 token: the characters a field name may have.
-_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# Field lines: an RFC 9110 section 5.6.2 token for the name, then a colon and the value.
+_FIELD = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+:[^\r\n]*"
+_FIELDS = re.compile(f"{_FIELD}(?:\r\n{_FIELD})*")
 _DIGITS = re.compile(r"[0-9]{1,18}")
 
 
@@ -59,32 +60,31 @@ def request_head(method: str, target: str, headers: Iterable[tuple[str, str]]) -
 
 def parse_head(raw: bytes, method: str) -> Head:
     """Parse a status line and fields (without the blank line); ``method`` is the request's."""
-    lines = raw.split(b"\r\n")
-    version, _, rest = lines[0].partition(b" ")
-    code, _, reason = rest.partition(b" ")
-    if version not in (b"HTTP/1.1", b"HTTP/1.0") or len(code) != 3 or not code.isdigit():
+    text = raw.decode("utf-8", "surrogateescape")
+    status_line, _, block = text.partition("\r\n")
+    version, _, rest = status_line.partition(" ")
+    code, _, reason = rest.partition(" ")
+    if version not in ("HTTP/1.1", "HTTP/1.0") or len(code) != 3 or not code.isdigit():
         raise FramingError("not an HTTP/1.x status line")
     status = int(code)
     if status < 100:
         raise FramingError("status code below 100")
-    fields = []
-    for line in lines[1:]:
-        name, colon, value = line.partition(b":")
-        # No whitespace before the colon, and no obsolete line folding (RFC 9112 section 5).
-        if not colon or _TOKEN.fullmatch(name) is None:
+    fields: list[tuple[str, str]] = []
+    if block:
+        # One pass checks every line: a token, a colon, no CR or LF inside (so no whitespace
+        # before the colon and no obsolete line folding, RFC 9112 section 5).
+        if _FIELDS.fullmatch(block) is None:
             raise FramingError("malformed header field")
-        fields.append(
-            (
-                name.decode("ascii"),
-                value.strip(b" \t").decode("utf-8", "surrogateescape"),
-            )
-        )
+        fields = [
+            (name, value.strip(" \t"))
+            for name, _, value in (line.partition(":") for line in block.split("\r\n"))
+        ]
     headers = CIMultiDict(fields)
     framing, length = _framing(headers, status, method)
-    keep_alive = version == b"HTTP/1.1" and not _closes(headers)
+    keep_alive = version == "HTTP/1.1" and not _closes(headers)
     if framing is Framing.CLOSE or (framing is Framing.CHUNKED and "Content-Length" in headers):
         keep_alive = False  # RFC 9112 section 6.3: the length is ambiguous, do not reuse
-    return Head(status, reason.decode("latin-1"), headers, framing, length, keep_alive)
+    return Head(status, reason, headers, framing, length, keep_alive)
 
 
 def _closes(headers: CIMultiDict[str]) -> bool:
