@@ -73,6 +73,8 @@ class ChunkedDecoder:
     def _size(self, line: bytes) -> None:
         if len(line) > MAX_CHUNK_LINE:
             raise ChunkedError("chunk size line too long")
+        if b"\n" in line or b"\r" in line:
+            raise ChunkedError("bare CR or LF in a chunk size line")
         size = line.partition(b";")[0].rstrip(b" \t")  # chunk extensions are ignored
         if _HEX.fullmatch(size) is None:
             raise ChunkedError("invalid chunk size")
@@ -83,6 +85,8 @@ class ChunkedDecoder:
         if not line:
             self.done = True
             return
+        if b"\n" in line or b"\r" in line:
+            raise ChunkedError("bare CR or LF in a trailer field")
         self._trailers += len(line) + 2
         if self._trailers > MAX_TRAILERS:
             raise ChunkedError("trailer section too long")

@@ -68,7 +68,7 @@ class Connection(asyncio.Protocol):
             return
         try:
             pieces = parser.feed(data)
-        except wire.FramingError:
+        except ValueError:  # FramingError, or any other surprise in what the upstream sent
             self._fail(broken(self._where))
             return
         if self.head is None and parser.head is not None:
@@ -88,11 +88,14 @@ class Connection(asyncio.Protocol):
         parser = self._parser
         if parser is not None and not parser.done:
             try:
+                if exc is not None:  # reset, not closed: whatever came is not the whole body
+                    raise wire.FramingError("connection reset")
                 parser.eof()  # the end of a body framed by the connection's close
             except wire.FramingError:
                 self._fail(broken(self._where))
         if self._drain is not None and not self._drain.done():
             self._drain.set_exception(self._error or broken(self._where))
+            self._drain.exception()  # read: whoever waits on it is told through _error too
         self._wake()
         self._cancel_timer()
 
@@ -125,12 +128,37 @@ class Connection(asyncio.Protocol):
         self.transport.write(data)
 
     async def drain(self) -> None:
-        """Wait while the upstream is not taking what was written (back-pressure)."""
+        """Wait while the upstream is not taking what was written (back-pressure).
+
+        Fails once the upstream has taken nothing for ``read_timeout`` seconds; a slow
+        reader that keeps taking is waited for.
+        """
         if self._error is not None:
             raise self._error
-        if self._write_paused:
-            self._drain = self._loop.create_future()
-            await self._drain
+        if not self._write_paused or self.transport is None:
+            return
+        drained = self._drain = self._loop.create_future()
+        left = self.transport.get_write_buffer_size()
+        while True:
+            done, _ = await asyncio.wait({drained}, timeout=self._read_timeout)
+            if done:
+                drained.result()
+                return
+            now_left = self.transport.get_write_buffer_size()
+            if now_left >= left:
+                stalled = UpstreamError(
+                    504,
+                    "upstream_timeout",
+                    f"the upstream {self._where} stopped taking the request body",
+                )
+                self._fail(stalled)
+                raise stalled
+            left = now_left
+
+    @property
+    def backed_up(self) -> bool:
+        """More is written than the upstream has taken yet."""
+        return self._write_paused
 
     @property
     def usable(self) -> bool:
@@ -176,6 +204,7 @@ class Connection(asyncio.Protocol):
         self._queued = 0
         if self._read_paused and self.transport is not None:
             self._read_paused = False
+            self._last = self._loop.time()  # the pause was ours, not the upstream's
             self.transport.resume_reading()
         return data
 
@@ -243,6 +272,8 @@ class Connection(asyncio.Protocol):
         if not self._timing:
             self._timing = True
             self._last = self._loop.time()
+            if self._waiter is not None and self._timer is None:  # already waiting
+                self._timer = self._loop.call_at(self._last + self._read_timeout, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None

@@ -8,6 +8,7 @@ import ipaddress
 import socket
 import ssl
 from dataclasses import dataclass, field
+from itertools import zip_longest
 from typing import cast
 
 from . import wire
@@ -70,27 +71,13 @@ class Dialer:
     async def _open(self, loop: asyncio.AbstractEventLoop, conn: Connection) -> None:
         proxy, upstream = self._proxy, self._upstream
         host, port = (proxy.host, proxy.port) if proxy else (upstream.host, upstream.port)
-        tls = self._tls if proxy is None else None
         try:
-            error: OSError | None = None
-            for address in await self._resolve(loop, host, port):
-                try:
-                    await loop.create_connection(
-                        lambda: conn,
-                        address,
-                        port,
-                        ssl=tls,
-                        server_hostname=upstream.host if tls else None,
-                    )
-                    break
-                except ssl.SSLError:
-                    raise
-                except OSError as exc:
-                    error = exc
-            else:
-                raise error or OSError("no address")
+            addresses = await self._resolve(loop, host, port)
+            await self._first_that_answers(loop, conn, addresses, port)
             if proxy is not None and self._tls is not None:
                 await self._tunnel(loop, conn, proxy, self._tls)
+        except asyncio.TimeoutError:
+            raise  # an OSError too on Python 3.11+: --connect-timeout's, answered as such
         except ssl.SSLError:
             raise UpstreamError(
                 502,
@@ -106,6 +93,35 @@ class Dialer:
             raise UpstreamError(
                 502, "upstream_unreachable", f"{where} could not be reached ({reason})"
             ) from None
+
+    async def _first_that_answers(
+        self, loop: asyncio.AbstractEventLoop, conn: Connection, addresses: list[str], port: int
+    ) -> None:
+        """Connect to the addresses in turn, each with its share of what is left of
+        ``--connect-timeout``, so that one that never answers (a broken IPv6 route) does not
+        use it all up (RFC 8305 in spirit: uvloop has no happy eyeballs of its own)."""
+        tls = self._tls if self._proxy is None else None
+        deadline = loop.time() + self._connect_timeout
+        error: BaseException = OSError("no address")
+        for index, address in enumerate(addresses):
+            share = (deadline - loop.time()) / (len(addresses) - index)
+            try:
+                await asyncio.wait_for(
+                    loop.create_connection(
+                        lambda: conn,
+                        address,
+                        port,
+                        ssl=tls,
+                        server_hostname=self._upstream.host if tls else None,
+                    ),
+                    share,
+                )
+                return
+            except ssl.SSLError:
+                raise
+            except (OSError, asyncio.TimeoutError) as exc:
+                error = exc
+        raise error
 
     async def _tunnel(
         self,
@@ -123,8 +139,7 @@ class Dialer:
             fields.append(("Proxy-Authorization", proxy.authorization))
         conn.begin("CONNECT")
         conn.write(wire.request_head("CONNECT", target, fields))
-        conn.sent()
-        head = await conn.response()
+        head = await conn.response()  # bounded by --connect-timeout, not --read-timeout
         if not 200 <= head.status < 300:
             hint = ": check the proxy's user and password" if head.status == 407 else ""
             raise UpstreamError(
@@ -149,6 +164,12 @@ class Dialer:
         if cached is not None and cached[0] > loop.time():
             return cached[1]
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        # Families taken in turn, the resolver's preferred one first (RFC 8305 section 4).
+        by_family: dict[int, list[str]] = {}
+        for family, *_, sockaddr in infos:
+            found = by_family.setdefault(family, [])
+            if str(sockaddr[0]) not in found:
+                found.append(str(sockaddr[0]))
+        addresses = [a for group in zip_longest(*by_family.values()) for a in group if a]
         self._addresses = (loop.time() + DNS_TTL, addresses)
         return addresses

@@ -13,7 +13,7 @@ from .connection import Connection, broken
 from .errors import UpstreamError
 from .headers import CLIENT_CLOSED, REQUEST_ID, response_headers
 from .outgoing import BodyTooLarge, build_upstream_request
-from .wire import Framing
+from .wire import Framing, FramingError
 
 if TYPE_CHECKING:
     from .app import ProxyState
@@ -64,6 +64,8 @@ async def forward(
     exchange.signed_corrected = state.skew.correcting
     try:
         conn = await pool.request(request.method, target, headers, body, length)
+    except FramingError:  # a CR or LF in a header value: never written into the request
+        return error_response(400, "bad_request", "a header value contains CR or LF")
     except (UpstreamError, ConnectionError) as exc:
         if _client_gone(request):
             # The client left (mid-upload, or before the answer): not the upstream's fault.
@@ -71,7 +73,10 @@ async def forward(
         error = exc if isinstance(exc, UpstreamError) else broken(str(state.settings.upstream))
         state.metrics.upstream_error(error.code)
         log.warning("%s %s: %s (%s)", request.method, path, error.message, error.code)
-        return error_response(error.status, error.code, error.message)
+        failed = error_response(error.status, error.code, error.message)
+        if not request.content.at_eof():
+            failed.force_close()  # the rest of the client's body is not read for nothing
+        return failed
     try:
         exchange.upstream_seconds = time.perf_counter() - started
         head = conn.head

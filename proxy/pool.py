@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections import deque
 
@@ -11,7 +12,7 @@ from multidict import CIMultiDict
 
 from . import wire
 from .addresses import Upstream
-from .connection import Connection
+from .connection import Connection, broken
 from .dial import Dialer, OutboundProxy
 from .errors import UpstreamError
 
@@ -44,6 +45,8 @@ class Pool:
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
         )
+        self._where = str(upstream)
+        self._closed = False
         self._idle: deque[Connection] = deque()
         self._busy: set[Connection] = set()
         # Plain http through a forward proxy: absolute-form targets (RFC 9112 section 3.2.2).
@@ -98,13 +101,16 @@ class Pool:
                     conn.writer = asyncio.create_task(_stream(conn, head, body, length))
                 else:
                     conn.write(head + body if body else head)
-                    conn.sent()
+                    if conn.backed_up:  # a large buffered body: sent once it has drained
+                        conn.writer = asyncio.create_task(_flush(conn))
+                    else:
+                        conn.sent()
                 await conn.response()
                 return conn
-            except UpstreamError:
+            except UpstreamError as exc:
                 self.release(conn)
-                # A kept-alive connection the upstream closed as we sent: try a new one.
-                if reused and replayable and not conn.received:
+                # A kept connection the upstream closed as we sent, unanswered: a new one.
+                if exc.code == "upstream_error" and reused and replayable and not conn.received:
                     continue
                 raise
             except BaseException:
@@ -116,19 +122,24 @@ class Pool:
         self._busy.discard(conn)
         writer, conn.writer = conn.writer, None
         if writer is not None and not writer.done():
-            writer.cancel()  # the answer ended before the body was all sent
-            conn.reusable = False
-        if not conn.reset():
+            writer.cancel()
+            # The answer ended before the body was all sent: reset, so that the upstream
+            # neither waits for the rest nor ever sees it whole.
+            conn.abort(broken(self._where))
+        if self._closed or not conn.reset():
             conn.close()
             return
         idle = self._idle
         idle.append(conn)
-        if idle[0].idle_since < conn.idle_since - KEEPALIVE:
+        while idle[0].idle_since < conn.idle_since - KEEPALIVE:
             idle.popleft().close()
 
     def close(self) -> None:
         """Close every connection (at shutdown)."""
+        self._closed = True
         for conn in (*self._idle, *self._busy):
+            if conn.writer is not None:
+                conn.writer.cancel()
             conn.close()
         self._idle.clear()
         self._busy.clear()
@@ -166,3 +177,10 @@ async def _stream(conn: Connection, head: bytes, body: StreamReader, length: int
         # The client's body broke off (it left mid-upload). Reset the upstream connection so
         # that the upstream never sees a complete request.
         conn.abort(ConnectionResetError(f"the client's request body broke off ({exc!r})"))
+
+
+async def _flush(conn: Connection) -> None:
+    """Wait until a body written whole has left, then start the wait for the answer."""
+    with contextlib.suppress(UpstreamError):  # the reader of the answer reports it
+        await conn.drain()
+        conn.sent()

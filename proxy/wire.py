@@ -17,6 +17,9 @@ MAX_HEAD = 64 * 1024
 _FIELD = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+:[^\r\n]*"
 _FIELDS = re.compile(f"{_FIELD}(?:\r\n{_FIELD})*")
 _DIGITS = re.compile(r"[0-9]{1,18}")
+_STATUS = re.compile(r"[1-9][0-9]{2}")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+MAX_INTERIM = 10
 
 
 class FramingError(ValueError):
@@ -61,14 +64,17 @@ def request_head(method: str, target: str, headers: Iterable[tuple[str, str]]) -
 def parse_head(raw: bytes, method: str) -> Head:
     """Parse a status line and fields (without the blank line); ``method`` is the request's."""
     text = raw.decode("utf-8", "surrogateescape")
+    # CR and LF only as line ends; no other control character but HTAB anywhere (RFC 9110
+    # section 5.5: NUL, CR and LF in a value must be refused; RFC 9112 section 4).
+    pairs = text.count("\r\n")
+    if _CONTROL.search(text) or text.count("\r") != pairs or text.count("\n") != pairs:
+        raise FramingError("control character in the answer's head")
     status_line, _, block = text.partition("\r\n")
     version, _, rest = status_line.partition(" ")
     code, _, reason = rest.partition(" ")
-    if version not in ("HTTP/1.1", "HTTP/1.0") or len(code) != 3 or not code.isdigit():
+    if version not in ("HTTP/1.1", "HTTP/1.0") or _STATUS.fullmatch(code) is None:
         raise FramingError("not an HTTP/1.x status line")
     status = int(code)
-    if status < 100:
-        raise FramingError("status code below 100")
     fields: list[tuple[str, str]] = []
     if block:
         # One pass checks every line: a token, a colon, no CR or LF inside (so no whitespace
@@ -80,10 +86,19 @@ def parse_head(raw: bytes, method: str) -> Head:
             for name, _, value in (line.partition(":") for line in block.split("\r\n"))
         ]
     headers = CIMultiDict(fields)
-    framing, length = _framing(headers, status, method)
     keep_alive = version == "HTTP/1.1" and not _closes(headers)
-    if framing is Framing.CLOSE or (framing is Framing.CHUNKED and "Content-Length" in headers):
-        keep_alive = False  # RFC 9112 section 6.3: the length is ambiguous, do not reuse
+    if "Transfer-Encoding" in headers:
+        if version != "HTTP/1.1":  # RFC 9112 section 6.1: faulty framing
+            raise FramingError("Transfer-Encoding in an HTTP/1.0 answer")
+        if "Content-Length" in headers:
+            # RFC 9112 section 6.3: Transfer-Encoding wins; an intermediary removes the
+            # Content-Length (else the client would frame the answer by it) and does not
+            # trust the connection any further.
+            del headers["Content-Length"]
+            keep_alive = False
+    framing, length = _framing(headers, status, method)
+    if framing is Framing.CLOSE:
+        keep_alive = False
     return Head(status, reason, headers, framing, length, keep_alive)
 
 
@@ -102,8 +117,11 @@ def _framing(headers: CIMultiDict[str], status: int, method: str) -> tuple[Frami
         return Framing.NONE, 0  # the tunnel starts right after the head
     codings = headers.getall("Transfer-Encoding", ())
     if codings:
-        last = codings[-1].rpartition(",")[2].strip().lower()
-        return (Framing.CHUNKED, 0) if last == "chunked" else (Framing.CLOSE, 0)
+        # Only chunked: the proxy decodes no other transfer coding, and passing one on
+        # undeclared (the field is hop-by-hop) would hand the client bytes it cannot read.
+        if [c.strip().lower() for v in codings for c in v.split(",")] != ["chunked"]:
+            raise FramingError("a transfer coding other than chunked")
+        return Framing.CHUNKED, 0
     lengths = {value.strip() for value in headers.getall("Content-Length", ())}
     if not lengths:
         return Framing.CLOSE, 0
@@ -121,13 +139,14 @@ class ResponseParser:
     not be reused). Raises FramingError on anything that is not well-formed HTTP/1.1.
     """
 
-    __slots__ = ("_method", "_buffer", "_left", "_decoder", "head", "done", "clean")
+    __slots__ = ("_method", "_buffer", "_left", "_decoder", "_interim", "head", "done", "clean")
 
     def __init__(self, method: str) -> None:
         self._method = method
         self._buffer = bytearray()
         self._left = 0
         self._decoder: ChunkedDecoder | None = None
+        self._interim = 0
         self.head: Head | None = None
         self.done = False
         self.clean = True
@@ -181,9 +200,12 @@ class ResponseParser:
             head = parse_head(bytes(buffer[:end]), self._method)
             rest = bytes(buffer[end + 4 :])
             buffer.clear()
-            if head.status < 200 and self._method != "CONNECT":
+            if head.status < 200:
                 if head.status == 101:  # no Upgrade is ever sent, so none may be accepted
                     raise FramingError("unexpected 101 Switching Protocols")
+                self._interim += 1
+                if self._interim > MAX_INTERIM:
+                    raise FramingError("too many interim answers")
                 buffer += rest  # an interim answer: the real one follows
                 continue
             self.head = head

@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import socket
+import struct
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+import aiohttp
 import pytest
 from conftest import KEY_ID, SECRET, ProxyClient, ProxyFactory
 from fake_upstream import check_signature
@@ -314,3 +317,128 @@ async def test_an_outbound_proxy_without_a_scheme_is_http(make_proxy: ProxyFacto
         assert await fetch(client) == (200, b"ok")
     assert forward_proxy.seen[0].target == "http://api.example.com/graphql/v1"
     assert forward_proxy.seen[0].headers["Host"] == "api.example.com"
+
+
+# --- timeouts and stalls around request bodies -------------------------------------------------
+
+
+@asynccontextmanager
+async def raw_upstream(
+    serve: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> AsyncIterator[str]:
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    async with server:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
+async def read_head(reader: asyncio.StreamReader) -> CIMultiDict[str]:
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+    return CIMultiDict(f.split(": ", 1) for f in head.rstrip("\r\n").split("\r\n")[1:])
+
+
+async def test_a_slow_reader_of_a_large_buffered_body_is_waited_for(
+    make_proxy: ProxyFactory,
+) -> None:
+    # Signing a digest buffers the body. What the sockets cannot hold is sent as the upstream
+    # reads, and only then does the wait for the answer (--read-timeout) begin: the upstream
+    # takes about 2.4 s to read it all, the timeout is 1 s, the last 4 MiB (the most the
+    # kernel holds here) take about 0.4 s.
+    size, step = 24 * 1024 * 1024, 512 * 1024
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        headers = await read_head(reader)
+        left = int(headers["Content-Length"])
+        while left:
+            left -= len(await reader.readexactly(min(left, step)))
+            await asyncio.sleep(0.05)
+        writer.write(OK)
+        await writer.drain()
+        writer.close()
+
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # no autotuning to 32 MiB
+    listener.bind(("127.0.0.1", 0))
+    server = await asyncio.start_server(serve, sock=listener)
+    async with server:
+        client = await make_proxy(
+            upstream=f"http://127.0.0.1:{listener.getsockname()[1]}",
+            read_timeout="1",
+            scheme="rfc9421",
+            sign_content_digest="true",
+            max_buffered_body=str(32 * 1024 * 1024),
+        )
+        assert await fetch(client, "POST", data=b"x" * size) == (200, b"ok")
+
+
+async def test_an_upstream_that_stops_reading_an_upload_is_504(make_proxy: ProxyFactory) -> None:
+    finished = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        await finished.wait()  # never reads the body, never answers
+        writer.close()
+
+    async def endless() -> AsyncIterator[bytes]:
+        for _ in range(400):
+            yield b"u" * 65536
+
+    async with raw_upstream(serve) as url:
+        # aiohttp's server lingers over the unread rest of the upload for up to 10 s after
+        # the answer; a short shutdown keeps that out of the test's time.
+        client = await make_proxy(upstream=url, read_timeout="0.5", shutdown_timeout="1")
+        started = asyncio.get_running_loop().time()
+        status, body = await fetch(client, "POST", data=endless())
+        assert status == 504 and b"stopped taking the request body" in body
+        assert asyncio.get_running_loop().time() - started < 5
+        pool = client.service.state.pool
+        assert pool is not None and pool.in_use == 0
+        finished.set()
+
+
+@pytest.mark.parametrize("size", [10, 300_000])
+async def test_no_answer_after_a_streamed_body_is_504(make_proxy: ProxyFactory, size: int) -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        headers = await read_head(reader)
+        await reader.readexactly(int(headers["Content-Length"]))
+        await reader.read()  # no answer, until the proxy gives up and closes
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"s" * size
+
+    async with raw_upstream(serve) as url:
+        client = await make_proxy(upstream=url, read_timeout="0.3")
+        started = asyncio.get_running_loop().time()
+        async with client.post(
+            "/graphql/v1", data=body(), headers={"Content-Length": str(size)}
+        ) as response:
+            assert response.status == 504
+        assert asyncio.get_running_loop().time() - started < 3
+
+
+async def test_a_timeout_on_a_kept_connection_is_not_retried(make_proxy: ProxyFactory) -> None:
+    async with scripted(lambda n, seen: OK if n == 0 else [b"HTTP/1.1 200 OK\r\n"]) as upstream:
+        client = await make_proxy(upstream=upstream.url, read_timeout="0.3")
+        assert await fetch(client) == (200, b"ok")
+        status, _ = await fetch(client)  # GET, on the kept connection: answered too slowly
+        assert status == 504
+    assert len(upstream.seen) == 2
+
+
+async def test_an_answer_until_close_cut_by_a_reset_is_not_complete(
+    make_proxy: ProxyFactory,
+) -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\n\r\npartial")
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # RST, not FIN: the body did not end here
+
+    async with raw_upstream(serve) as url:
+        client = await make_proxy(upstream=url)
+        async with client.get("/graphql/v1") as response:
+            assert response.status == 200
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await response.read()

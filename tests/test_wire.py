@@ -68,8 +68,7 @@ def test_head_fields_and_framing() -> None:
         (b"HTTP/1.1 200 OK\r\nContent-Length: 5", "HEAD", Framing.NONE, True),
         (b"HTTP/1.1 204 No Content\r\nContent-Length: 5", "GET", Framing.NONE, True),
         (b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked", "GET", Framing.NONE, True),
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked", "GET", Framing.CHUNKED, True),
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip", "GET", Framing.CLOSE, False),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked", "GET", Framing.CHUNKED, True),
         (b"HTTP/1.1 200 OK", "GET", Framing.CLOSE, False),
         (b"HTTP/1.0 200 OK\r\nContent-Length: 1", "GET", Framing.LENGTH, False),
         (b"HTTP/1.1 200 OK\r\nConnection: keep-alive, Close\r\nContent-Length: 1", "GET",
@@ -105,6 +104,16 @@ def test_body_framing_follows_rfc_9112(
         b"HTTP/1.1 200 OK\r\nContent-Length: -1",
         b"HTTP/1.1 200 OK\r\nContent-Length: 0x10",
         b"HTTP/1.1 200 OK\r\n\xff\xfe: 1",
+        "HTTP/1.1 \uff12\uff10\uff10 OK".encode(),  # full-width digits
+        "HTTP/1.1 \u00b2\u2070\u2070 OK".encode(),  # superscript digits
+        b"HTTP/1.1 200 O\rK",
+        b"HTTP/1.1 200 O\nK",
+        b"HTTP/1.1 200 OK\r\nX-A: a\x00b",
+        b"HTTP/1.1 200 OK\r\nX-A: a\x1bb",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
+        b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked",
     ],
 )
 def test_malformed_heads_are_refused(raw: bytes) -> None:
@@ -161,6 +170,27 @@ def test_interim_answers_are_skipped(cuts: list[int]) -> None:
     assert feed_in_pieces(parser, data, cuts) == b"ok"
     assert parser.head is not None and parser.head.status == 200
     assert "Link" not in parser.head.headers
+
+
+def test_both_framings_drop_the_length_and_the_connection() -> None:
+    # RFC 9112 section 6.3: a client framing by the stale Content-Length would read the
+    # next answer as this one's body, so it is removed before the answer is passed on.
+    head = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\nTransfer-Encoding: chunked", "GET")
+    assert head.framing is Framing.CHUNKED and not head.keep_alive
+    assert "Content-Length" not in head.headers
+
+
+def test_endless_interim_answers_are_refused() -> None:
+    parser = ResponseParser("GET")
+    with pytest.raises(FramingError):
+        for _ in range(20):
+            parser.feed(b"HTTP/1.1 103 Early Hints\r\n\r\n")
+
+
+def test_interim_answers_before_a_tunnel_are_skipped() -> None:
+    parser = ResponseParser("CONNECT")
+    parser.feed(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 Connection established\r\n\r\n")
+    assert parser.head is not None and parser.head.status == 200 and parser.done
 
 
 def test_101_is_refused() -> None:
@@ -262,8 +292,20 @@ def test_chunked_decoder_reports_what_follows_the_end(
         b"5\r\nhelloXX",
         b"11111111111111111\r\n",
         b"5" * 5000,
+        b"5;\nx\r\nhello\r\n",
+        b"0\r\nX: a\rb\r\n\r\n",
     ],
-    ids=["not-hex", "0x", "plus", "space", "no-crlf", "too-big", "line-too-long"],
+    ids=[
+        "not-hex",
+        "0x",
+        "plus",
+        "space",
+        "no-crlf",
+        "too-big",
+        "line-too-long",
+        "bare-lf",
+        "trailer-cr",
+    ],
 )
 def test_chunked_decoder_refuses_bad_framing(data: bytes) -> None:
     with pytest.raises(ChunkedError):
