@@ -8,6 +8,7 @@ from typing import cast
 
 from . import wire
 from .errors import UpstreamError
+from .flow import WriteFlow
 
 # Reading from the upstream pauses while this much of a body waits for a slow client, so
 # memory stays bounded however fast the upstream sends.
@@ -23,7 +24,7 @@ def broken(where: str) -> UpstreamError:
     )
 
 
-class Connection(asyncio.Protocol):
+class Connection(WriteFlow):
     """The protocol side of one upstream connection, used by one request at a time.
 
     ``read_timeout`` bounds every wait for the upstream once the request is sent: the clock
@@ -40,8 +41,6 @@ class Connection(asyncio.Protocol):
         self._queued = 0
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
-        self._drain: asyncio.Future[None] | None = None
-        self._write_paused = False
         self._read_paused = False
         self._timer: asyncio.TimerHandle | None = None
         self._timing = False
@@ -99,14 +98,6 @@ class Connection(asyncio.Protocol):
         self._wake()
         self._cancel_timer()
 
-    def pause_writing(self) -> None:
-        self._write_paused = True
-
-    def resume_writing(self) -> None:
-        self._write_paused = False
-        if self._drain is not None and not self._drain.done():
-            self._drain.set_result(None)
-
     # --- the request -----------------------------------------------------------------------
 
     def begin(self, method: str) -> None:
@@ -126,39 +117,6 @@ class Connection(asyncio.Protocol):
         if self.transport is None or self.transport.is_closing():
             raise broken(self._where)
         self.transport.write(data)
-
-    async def drain(self) -> None:
-        """Wait while the upstream is not taking what was written (back-pressure).
-
-        Fails once the upstream has taken nothing for ``read_timeout`` seconds; a slow
-        reader that keeps taking is waited for.
-        """
-        if self._error is not None:
-            raise self._error
-        if not self._write_paused or self.transport is None:
-            return
-        drained = self._drain = self._loop.create_future()
-        left = self.transport.get_write_buffer_size()
-        while True:
-            done, _ = await asyncio.wait({drained}, timeout=self._read_timeout)
-            if done:
-                drained.result()
-                return
-            now_left = self.transport.get_write_buffer_size()
-            if now_left >= left:
-                stalled = UpstreamError(
-                    504,
-                    "upstream_timeout",
-                    f"the upstream {self._where} stopped taking the request body",
-                )
-                self._fail(stalled)
-                raise stalled
-            left = now_left
-
-    @property
-    def backed_up(self) -> bool:
-        """More is written than the upstream has taken yet."""
-        return self._write_paused
 
     @property
     def usable(self) -> bool:
