@@ -12,13 +12,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from multidict import CIMultiDict
-
 from .addresses import parse_upstream
 from .clock import ClockSkew
 from .credentials import Credentials
 from .errors import ConfigError, UpstreamError
-from .outgoing import DEFAULT_CONTENT_TYPE, signed_headers
+from .outgoing import DEFAULT_CONTENT_TYPE, own_lines, signed_headers
 from .settings import Settings
 from .upstream import create_pool
 
@@ -53,7 +51,7 @@ async def _post_login(
     pool = create_pool(settings, environ)
     try:
         sent, started = skew.clock(), time.perf_counter()
-        conn = await pool.request("POST", target, CIMultiDict(headers), LOGIN_QUERY)
+        conn = await pool.request("POST", target, own_lines(headers), LOGIN_QUERY)
         try:
             body = b""
             while chunk := await conn.read():

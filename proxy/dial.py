@@ -134,11 +134,11 @@ class Dialer:
         upstream = self._upstream
         host = f"[{upstream.host}]" if ":" in upstream.host else upstream.host
         target = f"{host}:{upstream.port}"
-        fields = [("Host", target)]
+        lines = [f"Host: {target}".encode()]
         if proxy.authorization:
-            fields.append(("Proxy-Authorization", proxy.authorization))
+            lines.append(f"Proxy-Authorization: {proxy.authorization}".encode())
         conn.begin("CONNECT")
-        conn.write(wire.request_head("CONNECT", target, fields))
+        conn.write(wire.request_head("CONNECT", target, lines))
         head = await conn.response()  # bounded by --connect-timeout, not --read-timeout
         if not 200 <= head.status < 300:
             hint = ": check the proxy's user and password" if head.status == 407 else ""

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from .connection import Connection, broken
 from .errors import UpstreamError
-from .headers import CLIENT_CLOSED, REQUEST_ID, response_headers
+from .headers import CLIENT_CLOSED, REQUEST_ID
 from .outgoing import BodyTooLarge, build_upstream_request
 from .wire import Framing, FramingError
 
@@ -45,7 +45,7 @@ async def forward(
     assert pool is not None, "the connection pool is created at start-up"
     path = request.raw_path.partition("?")[0]  # for log lines: raw, so nothing decoded forges one
     try:
-        target, headers, body, length = await build_upstream_request(
+        target, lines, body, length = await build_upstream_request(
             request, state, exchange.request_id
         )
     except ConnectionError:  # the client left while its body was being read
@@ -63,7 +63,9 @@ async def forward(
     sent, started = state.skew.clock(), time.perf_counter()
     exchange.signed_corrected = state.skew.correcting
     try:
-        conn = await pool.request(request.method, target, headers, body, length)
+        conn = await pool.request(
+            request.method, target, lines, body, length, zero_length=state.settings.signs_length
+        )
     except FramingError:  # a CR or LF in a header value: never written into the request
         return error_response(400, "bad_request", "a header value contains CR or LF")
     except (UpstreamError, ConnectionError) as exc:
@@ -91,7 +93,7 @@ async def forward(
         ):
             state.skew_sampled = received
             state.skew.observe(head.headers.get("Date"), sent, received, head.headers.get("Age"))
-        headers = response_headers(head.headers)
+        headers = head.headers
         headers[REQUEST_ID] = exchange.request_id
         if _client_gone(request):  # it left while the upstream was answering
             conn.close()

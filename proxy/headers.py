@@ -46,22 +46,33 @@ def connection_tokens(headers: MultiMapping[str]) -> set[str]:
     }
 
 
-def _copy_without(headers: MultiMapping[str], drop: frozenset[str]) -> CIMultiDict[str]:
-    if "Connection" in headers:  # rare from clients; most requests skip the set union
-        drop = drop | connection_tokens(headers)
-    return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in drop)
-
-
 # What never crosses from the client, as one set built once.
 REQUEST_DROP = HOP_BY_HOP | PROXY_OWNED_REQUEST
 
 
-def request_headers(headers: CIMultiDictProxy[str], drop: frozenset[str]) -> CIMultiDict[str]:
-    """The client's headers to forward, before the proxy adds its own and signs; ``drop`` is
-    ``REQUEST_DROP``, or a superset of it built once."""
-    return _copy_without(headers, drop)
+# The same as lower-case bytes, plus the fields the proxy writes itself from what the client
+# sent (Content-Type, signed; the framing; the request id): for the raw header lines.
+REQUEST_DROP_RAW = frozenset(
+    name.encode() for name in REQUEST_DROP | {"content-type", "content-length", REQUEST_ID.lower()}
+)
 
 
-def response_headers(headers: MultiMapping[str]) -> CIMultiDict[str]:
-    """The upstream's headers to return: all of them but the hop-by-hop ones."""
-    return _copy_without(headers, HOP_BY_HOP)
+def request_lines(
+    headers: CIMultiDictProxy[str], raw: tuple[tuple[bytes, bytes], ...], drop: frozenset[bytes]
+) -> list[bytes]:
+    """The client's header lines to forward, byte for byte as received, before the proxy adds
+    its own and signs; ``drop`` is ``REQUEST_DROP_RAW``, or a superset of it built once."""
+    if "Connection" in headers:  # rare from clients; most requests skip the set union
+        drop = drop | {token.encode("latin-1") for token in connection_tokens(headers)}
+    return [name + b": " + value for name, value in raw if name.lower() not in drop]
+
+
+def drop_hop_by_hop(headers: CIMultiDict[str]) -> None:
+    """Remove the upstream's hop-by-hop fields (and those its Connection names) in place."""
+    names = [name for name in headers if name.lower() in HOP_BY_HOP]
+    if not names:
+        return
+    if "Connection" in headers:
+        names += connection_tokens(headers)
+    for name in names:
+        headers.popall(name, None)

@@ -6,10 +6,9 @@ import hashlib
 from typing import TYPE_CHECKING
 
 from aiohttp import StreamReader, web
-from multidict import CIMultiDict
 
 from . import signing
-from .headers import REQUEST_DROP, REQUEST_ID, request_headers
+from .headers import REQUEST_DROP_RAW, request_lines
 
 if TYPE_CHECKING:
     from .app import ProxyState
@@ -19,7 +18,7 @@ if TYPE_CHECKING:
 DEFAULT_CONTENT_TYPE = "application/json"
 # The vendor's collection sends it lower-case; header names are case-insensitive (RFC 9110 5.1).
 DEVELOPER_KEY_HEADER = "DeveloperKey"
-_DROP_WITH_DEVELOPER_KEY = REQUEST_DROP | {DEVELOPER_KEY_HEADER.lower()}
+_DROP_WITH_DEVELOPER_KEY = REQUEST_DROP_RAW | {DEVELOPER_KEY_HEADER.lower().encode()}
 
 Body = bytes | StreamReader | None
 SMALL_BODY = 64 * 1024
@@ -128,30 +127,38 @@ def _wire_target(raw: str) -> str:
 
 async def build_upstream_request(
     request: web.Request, state: ProxyState, request_id: str
-) -> tuple[str, CIMultiDict[str], Body, int | None]:
-    """The target, headers, body and body length of the upstream request, signed after every
-    other change."""
+) -> tuple[str, list[bytes], Body, int | None]:
+    """The target, header lines, body and body length of the upstream request, signed after
+    every other change."""
     settings, creds = state.settings, state.credentials.current
     upstream = settings.upstream
     target = upstream.prefix + _wire_target(request.raw_path)
     body, length, sha256 = await read_body(request, settings)
-    drop = _DROP_WITH_DEVELOPER_KEY if creds.developer_key else REQUEST_DROP
-    headers = request_headers(request.headers, drop)
-    content_type = headers.pop("Content-Type", None) or DEFAULT_CONTENT_TYPE
+    drop = _DROP_WITH_DEVELOPER_KEY if creds.developer_key else REQUEST_DROP_RAW
+    lines = request_lines(request.headers, request.raw_headers, drop)
     # The id in the access line: the client's own when usable, else a new one (replacing it).
-    headers[REQUEST_ID] = request_id
-    headers.update(
-        signed_headers(
-            settings,
-            creds,
-            scheme=upstream.scheme,
-            authority=upstream.authority,
-            method=request.method,
-            target=target,
-            content_type=content_type,
-            now=state.skew.now(),
-            length=length,
-            sha256=sha256,
-        )
+    lines.append(b"X-Request-Id: " + request_id.encode())
+    signed = signed_headers(
+        settings,
+        creds,
+        scheme=upstream.scheme,
+        authority=upstream.authority,
+        method=request.method,
+        target=target,
+        content_type=request.headers.get("Content-Type") or DEFAULT_CONTENT_TYPE,
+        now=state.skew.now(),
+        length=length,
+        sha256=sha256,
     )
-    return target, headers, body, length
+    lines += own_lines(signed)
+    return target, lines, body, length
+
+
+def own_lines(headers: dict[str, str]) -> list[bytes]:
+    """The proxy's own fields as header lines; the framing (Content-Length, whose signed
+    value is the body's real length) is written by the pool, with the body."""
+    return [
+        f"{name}: {value}".encode("utf-8", "surrogateescape")
+        for name, value in headers.items()
+        if name != "Content-Length"
+    ]

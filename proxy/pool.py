@@ -8,7 +8,6 @@ import ssl
 from collections import deque
 
 from aiohttp import StreamReader
-from multidict import CIMultiDict
 
 from . import wire
 from .addresses import Upstream
@@ -52,8 +51,8 @@ class Pool:
         # Plain http through a forward proxy: absolute-form targets (RFC 9112 section 3.2.2).
         forward = proxy is not None and upstream.scheme == "http"
         self._target_prefix = upstream.origin if forward else ""
-        self._proxy_fields = (
-            [("Proxy-Authorization", proxy.authorization)]
+        self._proxy_lines = (
+            [f"Proxy-Authorization: {proxy.authorization}".encode()]
             if forward and proxy is not None and proxy.authorization
             else []
         )
@@ -72,26 +71,31 @@ class Pool:
         self,
         method: str,
         target: str,
-        headers: CIMultiDict[str],
+        lines: list[bytes],
         body: Body,
         length: int | None = None,
+        *,
+        zero_length: bool = False,
     ) -> Connection:
         """Send a request; return its connection once the answer's head is in.
 
-        ``body`` is sent whole (bytes) or streamed from the client (``length`` bytes, or
-        chunked when it is None). The caller reads the answer and then calls ``release``.
+        ``lines`` are the header lines but the framing, which follows the body: sent whole
+        (bytes) or streamed from the client (``length`` bytes, or chunked when it is None);
+        ``zero_length`` sends ``Content-Length: 0`` without a body whatever the method (a
+        signed length). The caller reads the answer and then calls ``release``.
         """
         if isinstance(body, bytes):
-            headers["Content-Length"] = str(len(body))
+            lines.append(b"Content-Length: %d" % len(body))
         elif body is not None:
-            headers["Content-Length" if length is not None else "Transfer-Encoding"] = (
-                str(length) if length is not None else "chunked"
+            lines.append(
+                b"Content-Length: %d" % length
+                if length is not None
+                else b"Transfer-Encoding: chunked"
             )
-        elif method in _BODY_METHODS and "Content-Length" not in headers:
-            headers["Content-Length"] = "0"
-        if self._proxy_fields:
-            headers.extend(self._proxy_fields)
-        head = wire.request_head(method, self._target_prefix + target, headers.items())
+        elif zero_length or method in _BODY_METHODS:
+            lines.append(b"Content-Length: 0")
+        lines += self._proxy_lines
+        head = wire.request_head(method, self._target_prefix + target, lines)
         replayable = not isinstance(body, StreamReader) and method in IDEMPOTENT
         while True:
             conn, reused = await self._acquire()

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
 from multidict import CIMultiDict
 
 from .chunked import ChunkedDecoder, ChunkedError
+from .headers import drop_hop_by_hop
 
 # Larger heads are refused: the API's answers carry a dozen short fields.
 MAX_HEAD = 64 * 1024
@@ -37,7 +37,7 @@ class Framing(Enum):
 
 @dataclass(slots=True)
 class Head:
-    """A parsed response head."""
+    """A parsed response head; ``headers`` are its end-to-end fields (no hop-by-hop ones)."""
 
     status: int
     reason: str
@@ -47,18 +47,17 @@ class Head:
     keep_alive: bool
 
 
-def request_head(method: str, target: str, headers: Iterable[tuple[str, str]]) -> bytes:
-    """The request line and fields, ready to write.
+def request_head(method: str, target: str, lines: list[bytes]) -> bytes:
+    """The request line and header lines, ready to write.
 
-    Values pass through byte for byte (a client's non-UTF-8 bytes arrive surrogate-escaped),
-    but a CR or LF inside one would start a field of its own, so they are refused.
+    Values pass through byte for byte, but a CR or LF inside one would start a field of its
+    own (request smuggling), so a head with more line ends than lines is refused.
     """
-    lines = [f"{method} {target} HTTP/1.1"]
-    lines.extend(f"{name}: {value}" for name, value in headers)
-    text = "\r\n".join(lines)
-    if text.count("\n") != len(lines) - 1 or text.count("\r") != len(lines) - 1:
+    head = b"\r\n".join([f"{method} {target} HTTP/1.1".encode(), *lines, b"", b""])
+    ends = len(lines) + 2
+    if head.count(b"\n") != ends or head.count(b"\r") != ends:
         raise FramingError("a header name or value contains CR or LF")
-    return (text + "\r\n\r\n").encode("utf-8", "surrogateescape")
+    return head
 
 
 def parse_head(raw: bytes, method: str) -> Head:
@@ -99,6 +98,7 @@ def parse_head(raw: bytes, method: str) -> Head:
     framing, length = _framing(headers, status, method)
     if framing is Framing.CLOSE:
         keep_alive = False
+    drop_hop_by_hop(headers)  # what is left is passed on to the client
     return Head(status, reason, headers, framing, length, keep_alive)
 
 

@@ -99,6 +99,23 @@ async def test_one_connection_carries_many_requests(make_proxy: ProxyFactory) ->
     assert [s.signature_problem for s in upstream.seen] == [""] * 5
 
 
+async def test_header_bytes_reach_the_upstream_as_the_client_sent_them(
+    make_proxy: ProxyFactory,
+) -> None:
+    async with scripted(lambda n, seen: OK) as upstream:
+        client = await make_proxy(upstream=upstream.url)
+        reader, writer = await asyncio.open_connection(client.host, client.port)
+        writer.write(
+            b"GET /graphql/v1 HTTP/1.1\r\nHost: x\r\nX-Name:  caf\xe9 \r\n"
+            b"X-Name: second\r\nConnection: close\r\n\r\n"
+        )
+        assert (await reader.readline()).startswith(b"HTTP/1.1 200 ")
+        writer.close()
+    seen = upstream.seen[0]
+    assert seen.headers.getall("X-Name") == ["caf\xe9", "second"]  # read as latin-1
+    assert seen.signature_problem == ""
+
+
 @pytest.mark.parametrize(
     "answer",
     [
