@@ -41,10 +41,10 @@ class Dialer:
         connect_timeout: float,
         read_timeout: float,
     ) -> None:
-        self._upstream = upstream
+        self.upstream = upstream
         self._where = str(upstream)
         self._tls = tls if upstream.scheme == "https" else None
-        self._proxy = proxy
+        self.proxy = proxy
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._addresses: tuple[float, list[str]] | None = None
@@ -69,7 +69,7 @@ class Dialer:
         return conn
 
     async def _open(self, loop: asyncio.AbstractEventLoop, conn: Connection) -> None:
-        proxy, upstream = self._proxy, self._upstream
+        proxy, upstream = self.proxy, self.upstream
         host, port = (proxy.host, proxy.port) if proxy else (upstream.host, upstream.port)
         try:
             addresses = await self._resolve(loop, host, port)
@@ -100,7 +100,7 @@ class Dialer:
         """Connect to the addresses in turn, each with its share of what is left of
         ``--connect-timeout``, so that one that never answers (a broken IPv6 route) does not
         use it all up (RFC 8305 in spirit: uvloop has no happy eyeballs of its own)."""
-        tls = self._tls if self._proxy is None else None
+        tls = self._tls if self.proxy is None else None
         deadline = loop.time() + self._connect_timeout
         error: BaseException = OSError("no address")
         for index, address in enumerate(addresses):
@@ -112,7 +112,7 @@ class Dialer:
                         address,
                         port,
                         ssl=tls,
-                        server_hostname=self._upstream.host if tls else None,
+                        server_hostname=self.upstream.host if tls else None,
                     ),
                     share,
                 )
@@ -131,7 +131,7 @@ class Dialer:
         tls: ssl.SSLContext,
     ) -> None:
         """CONNECT through the proxy (RFC 9110 section 9.3.6), then TLS with the upstream."""
-        upstream = self._upstream
+        upstream = self.upstream
         host = f"[{upstream.host}]" if ":" in upstream.host else upstream.host
         target = f"{host}:{upstream.port}"
         lines = [f"Host: {target}".encode()]

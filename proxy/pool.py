@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ssl
 from collections import deque
 
 from aiohttp import StreamReader
 
 from . import wire
-from .addresses import Upstream
 from .connection import Connection, broken
-from .dial import Dialer, OutboundProxy
+from .dial import Dialer
 from .errors import UpstreamError
 
 # An idle connection older than this is closed rather than reused: servers and middleboxes
@@ -28,22 +26,9 @@ Body = bytes | StreamReader | None
 class Pool:
     """Keep-alive connections to the upstream, reused one request at a time each."""
 
-    def __init__(
-        self,
-        upstream: Upstream,
-        *,
-        tls: ssl.SSLContext | None,
-        proxy: OutboundProxy | None,
-        connect_timeout: float,
-        read_timeout: float,
-    ) -> None:
-        self._dialer = Dialer(
-            upstream,
-            tls=tls,
-            proxy=proxy,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-        )
+    def __init__(self, dialer: Dialer) -> None:
+        self._dialer = dialer
+        upstream, proxy = dialer.upstream, dialer.proxy
         self._where = str(upstream)
         self._closed = False
         self._idle: deque[Connection] = deque()

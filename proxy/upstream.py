@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from urllib.parse import unquote, urlsplit
 
 from .addresses import Upstream
-from .dial import OutboundProxy
+from .dial import Dialer, OutboundProxy
 from .errors import ConfigError
 from .pool import Pool
 from .settings import Settings
@@ -107,13 +107,14 @@ def create_pool(settings: Settings, environ: Mapping[str, str]) -> Pool:
             upstream,
         )
     proxy = outbound_proxy(upstream, environ)
-    return Pool(
+    dialer = Dialer(
         upstream,
         tls=context if upstream.scheme == "https" else None,
         proxy=None if proxy is None else parse_proxy(proxy, f"{upstream.scheme.upper()}_PROXY"),
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout,
     )
+    return Pool(dialer)
 
 
 def parse_proxy(value: str, variable: str) -> OutboundProxy:
