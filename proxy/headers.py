@@ -63,7 +63,8 @@ def request_lines(
     """The client's header lines to forward, byte for byte as received, before the proxy adds
     its own and signs; ``drop`` is ``REQUEST_DROP_RAW``, or a superset of it built once."""
     if "Connection" in headers:  # rare from clients; most requests skip the set union
-        drop = drop | {token.encode("latin-1") for token in connection_tokens(headers)}
+        # Encoded back to the bytes received (aiohttp decodes UTF-8, surrogate-escaped).
+        drop = drop | {t.encode("utf-8", "surrogateescape") for t in connection_tokens(headers)}
     return [name + b": " + value for name, value in raw if name.lower() not in drop]
 
 

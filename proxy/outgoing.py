@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from aiohttp import StreamReader, web
 
 from . import signing
-from .headers import REQUEST_DROP_RAW, request_lines
+from .headers import REQUEST_DROP_RAW, connection_tokens, request_lines
 
 if TYPE_CHECKING:
     from .app import ProxyState
@@ -18,7 +18,15 @@ if TYPE_CHECKING:
 DEFAULT_CONTENT_TYPE = "application/json"
 # The vendor's collection sends it lower-case; header names are case-insensitive (RFC 9110 5.1).
 DEVELOPER_KEY_HEADER = "DeveloperKey"
-_DROP_WITH_DEVELOPER_KEY = REQUEST_DROP_RAW | {DEVELOPER_KEY_HEADER.lower().encode()}
+# The client's fields of the names the proxy writes itself are dropped: it signs last, with
+# nothing of the client's beside its own. By (developer key, Content-Digest signed), built once.
+_DROP = {
+    (key, digest): REQUEST_DROP_RAW
+    | ({DEVELOPER_KEY_HEADER.lower().encode()} if key else set())
+    | ({b"content-digest"} if digest else set())
+    for key in (False, True)
+    for digest in (False, True)
+}
 
 Body = bytes | StreamReader | None
 SMALL_BODY = 64 * 1024
@@ -134,8 +142,15 @@ async def build_upstream_request(
     upstream = settings.upstream
     target = upstream.prefix + _wire_target(request.raw_path)
     body, length, sha256 = await read_body(request, settings)
-    drop = _DROP_WITH_DEVELOPER_KEY if creds.developer_key else REQUEST_DROP_RAW
+    drop = _DROP[bool(creds.developer_key), settings.sign_content_digest]
     lines = request_lines(request.headers, request.raw_headers, drop)
+    content_type = request.headers.get("Content-Type")
+    if (
+        content_type is not None
+        and "Connection" in request.headers
+        and "content-type" in connection_tokens(request.headers)  # declared hop-by-hop
+    ):
+        content_type = None
     # The id in the access line: the client's own when usable, else a new one (replacing it).
     lines.append(b"X-Request-Id: " + request_id.encode())
     signed = signed_headers(
@@ -145,7 +160,7 @@ async def build_upstream_request(
         authority=upstream.authority,
         method=request.method,
         target=target,
-        content_type=request.headers.get("Content-Type") or DEFAULT_CONTENT_TYPE,
+        content_type=content_type or DEFAULT_CONTENT_TYPE,
         now=state.skew.now(),
         length=length,
         sha256=sha256,

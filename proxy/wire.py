@@ -55,8 +55,8 @@ def request_head(method: str, target: str, lines: list[bytes]) -> bytes:
     """
     head = b"\r\n".join([f"{method} {target} HTTP/1.1".encode(), *lines, b"", b""])
     ends = len(lines) + 2
-    if head.count(b"\n") != ends or head.count(b"\r") != ends:
-        raise FramingError("a header name or value contains CR or LF")
+    if head.count(b"\n") != ends or head.count(b"\r") != ends or b"\r\n\r\n" in head[:-4]:
+        raise FramingError("a header line is empty or contains CR or LF")
     return head
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import aiohttp
 import pytest
 from conftest import KEY_ID, SECRET, ProxyClient, ProxyFactory
-from fake_upstream import check_signature
+from fake_upstream import FakeUpstream, check_signature
 from multidict import CIMultiDict
 
 from proxy.errors import ConfigError
@@ -113,6 +113,47 @@ async def test_header_bytes_reach_the_upstream_as_the_client_sent_them(
         writer.close()
     seen = upstream.seen[0]
     assert seen.headers.getall("X-Name") == ["caf\xe9", "second"]  # read as latin-1
+    assert seen.signature_problem == ""
+
+
+async def test_a_clients_own_content_digest_never_stands_beside_the_proxys(
+    make_proxy: ProxyFactory, upstream: FakeUpstream
+) -> None:
+    client = await make_proxy(scheme="rfc9421", sign_content_digest="true")
+    headers = {"Content-Digest": "sha-256=:AAAA:", "Content-Type": "application/json"}
+    async with client.post("/graphql/v1", data=b"{}", headers=headers) as response:
+        assert response.status == 200
+    digest = upstream.last().header("Content-Digest")  # asserts it was sent once
+    assert digest is not None and digest != "sha-256=:AAAA:"
+
+
+@pytest.mark.parametrize("value", [b"\xc4\x81", b"\xff", b"X-Drop, \xff"])
+async def test_odd_bytes_in_a_clients_connection_header_are_no_error(
+    make_proxy: ProxyFactory, value: bytes
+) -> None:
+    async with scripted(lambda n, seen: OK) as upstream:
+        client = await make_proxy(upstream=upstream.url)
+        reader, writer = await asyncio.open_connection(client.host, client.port)
+        writer.write(
+            b"GET /graphql/v1 HTTP/1.1\r\nHost: x\r\nX-Drop: 1\r\nX-Keep: 1\r\n"
+            b"Connection: " + value + b"\r\n\r\n"
+        )
+        assert (await reader.readline()).startswith(b"HTTP/1.1 200 ")
+        writer.close()
+    seen = upstream.seen[0]
+    assert seen.headers["X-Keep"] == "1"
+    assert ("X-Drop" in seen.headers) is (b"X-Drop" not in value)
+
+
+async def test_a_content_type_the_client_declared_hop_by_hop_is_not_signed(
+    make_proxy: ProxyFactory,
+) -> None:
+    async with scripted(lambda n, seen: OK) as upstream:
+        client = await make_proxy(upstream=upstream.url)
+        headers = {"Content-Type": "text/plain", "Connection": "Content-Type"}
+        assert await fetch(client, "POST", data=b"{}", headers=headers) == (200, b"ok")
+    seen = upstream.seen[0]
+    assert seen.headers.getall("Content-Type") == ["application/json"]
     assert seen.signature_problem == ""
 
 

@@ -39,6 +39,11 @@ def test_request_head_refuses_line_breaks_in_values(bad: bytes) -> None:
         request_head("GET", "/", [b"X-Value: " + bad])
 
 
+def test_request_head_refuses_an_empty_line() -> None:
+    with pytest.raises(FramingError):
+        request_head("GET", "/", [b"X-A: 1", b"", b"X-B: 2"])
+
+
 # --- answer heads ------------------------------------------------------------------------------
 
 
