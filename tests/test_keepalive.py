@@ -99,18 +99,22 @@ async def test_one_connection_carries_many_requests(make_proxy: ProxyFactory) ->
     assert [s.signature_problem for s in upstream.seen] == [""] * 5
 
 
+async def status_line(client: ProxyClient, fields: bytes) -> bytes:
+    """GET through the proxy written on a raw socket with these header lines; its status line."""
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(b"GET /graphql/v1 HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n")
+    line = await reader.readline()
+    writer.close()
+    return line
+
+
 async def test_header_bytes_reach_the_upstream_as_the_client_sent_them(
     make_proxy: ProxyFactory,
 ) -> None:
     async with scripted(lambda n, seen: OK) as upstream:
         client = await make_proxy(upstream=upstream.url)
-        reader, writer = await asyncio.open_connection(client.host, client.port)
-        writer.write(
-            b"GET /graphql/v1 HTTP/1.1\r\nHost: x\r\nX-Name:  caf\xe9 \r\n"
-            b"X-Name: second\r\nConnection: close\r\n\r\n"
-        )
-        assert (await reader.readline()).startswith(b"HTTP/1.1 200 ")
-        writer.close()
+        fields = b"X-Name:  caf\xe9 \r\nX-Name: second\r\nConnection: close\r\n"
+        assert (await status_line(client, fields)).startswith(b"HTTP/1.1 200 ")
     seen = upstream.seen[0]
     assert seen.headers.getall("X-Name") == ["caf\xe9", "second"]  # read as latin-1
     assert seen.signature_problem == ""
@@ -133,13 +137,8 @@ async def test_odd_bytes_in_a_clients_connection_header_are_no_error(
 ) -> None:
     async with scripted(lambda n, seen: OK) as upstream:
         client = await make_proxy(upstream=upstream.url)
-        reader, writer = await asyncio.open_connection(client.host, client.port)
-        writer.write(
-            b"GET /graphql/v1 HTTP/1.1\r\nHost: x\r\nX-Drop: 1\r\nX-Keep: 1\r\n"
-            b"Connection: " + value + b"\r\n\r\n"
-        )
-        assert (await reader.readline()).startswith(b"HTTP/1.1 200 ")
-        writer.close()
+        fields = b"X-Drop: 1\r\nX-Keep: 1\r\nConnection: " + value + b"\r\n"
+        assert (await status_line(client, fields)).startswith(b"HTTP/1.1 200 ")
     seen = upstream.seen[0]
     assert seen.headers["X-Keep"] == "1"
     assert ("X-Drop" in seen.headers) is (b"X-Drop" not in value)
