@@ -9,7 +9,7 @@ from enum import Enum
 from multidict import CIMultiDict
 
 from .chunked import ChunkedDecoder, ChunkedError
-from .headers import drop_hop_by_hop
+from .headers import connection_tokens, drop_hop_by_hop
 
 # Larger heads are refused: the API's answers carry a dozen short fields.
 MAX_HEAD = 64 * 1024
@@ -85,7 +85,7 @@ def parse_head(raw: bytes, method: str) -> Head:
             for name, _, value in (line.partition(":") for line in block.split("\r\n"))
         ]
     headers = CIMultiDict(fields)
-    keep_alive = version == "HTTP/1.1" and not _closes(headers)
+    keep_alive = version == "HTTP/1.1" and "close" not in connection_tokens(headers)
     if "Transfer-Encoding" in headers:
         if version != "HTTP/1.1":  # RFC 9112 section 6.1: faulty framing
             raise FramingError("Transfer-Encoding in an HTTP/1.0 answer")
@@ -100,14 +100,6 @@ def parse_head(raw: bytes, method: str) -> Head:
         keep_alive = False
     drop_hop_by_hop(headers)  # what is left is passed on to the client
     return Head(status, reason, headers, framing, length, keep_alive)
-
-
-def _closes(headers: CIMultiDict[str]) -> bool:
-    return any(
-        token.strip().lower() == "close"
-        for value in headers.getall("Connection", ())
-        for token in value.split(",")
-    )
 
 
 def _framing(headers: CIMultiDict[str], status: int, method: str) -> tuple[Framing, int]:
