@@ -14,7 +14,7 @@ from aiohttp import web
 
 from . import endpoints
 from .clock import ClockSkew
-from .forward import Exchange, error_response, forward
+from .forward import ErrorResponse, Exchange, error_response, forward
 from .headers import CLIENT_CLOSED, REQUEST_ID
 from .logs import log_access
 from .metrics import Metrics
@@ -65,6 +65,16 @@ def _from_a_browser(request: web.Request) -> bool:
     return "Origin" in headers or headers.get("Sec-Fetch-Site", "none").lower() != "none"
 
 
+def _is_preflight(request: web.Request) -> bool:
+    """A CORS preflight (Fetch standard): OPTIONS with Origin and Access-Control-Request-Method."""
+    headers = request.headers
+    return (
+        request.method == "OPTIONS"
+        and "Origin" in headers
+        and "Access-Control-Request-Method" in headers
+    )
+
+
 def _climbs(raw_path: str) -> bool:
     segments = raw_path.partition("?")[0].lower().split("/")
     return any(segment in _DOT_SEGMENTS for segment in segments)
@@ -108,6 +118,14 @@ def _refusal(request: web.Request, state: ProxyState) -> web.Response | None:
             403,
             "browser_request_refused",
             "requests from web pages are refused; to allow them, run the proxy with a token",
+        )
+    if state.token is not None and _is_preflight(request):
+        # A browser asks before a cross-origin request with a token; preflights never carry
+        # the token, so a 401 would hide the reason. 403 with a code shows it in the console.
+        return error_response(
+            403,
+            "cors_not_supported",
+            "CORS is not offered: web pages cannot call this proxy; call it from a program",
         )
     if state.token is not None:
         presented = _presented_token(request)
@@ -155,11 +173,12 @@ async def handle(state: ProxyState, request: web.Request) -> web.StreamResponse:
             seconds=time.perf_counter() - started,
             upstream_seconds=None,
             request_id="-",
+            code=own.code if isinstance(own, ErrorResponse) else None,
             level=logging.DEBUG,
         )
         return own
     exchange = Exchange(_request_id(request))
-    status = CLIENT_CLOSED
+    status, code = CLIENT_CLOSED, None
     state.metrics.in_flight += 1
     try:
         answer = _refusal(request, state)
@@ -167,6 +186,8 @@ async def handle(state: ProxyState, request: web.Request) -> web.StreamResponse:
             answer = await _expectation(request)
         response = answer if answer is not None else await forward(request, state, exchange)
         status = exchange.aborted or response.status
+        if isinstance(response, ErrorResponse):
+            code = response.code
         if not response.prepared:
             response.headers[REQUEST_ID] = exchange.request_id
             if isinstance(response, web.Response) and status != CLIENT_CLOSED and response.body:
@@ -188,6 +209,7 @@ async def handle(state: ProxyState, request: web.Request) -> web.StreamResponse:
             seconds=seconds,
             upstream_seconds=exchange.upstream_seconds,
             request_id=exchange.request_id,
+            code=code,
             hint=(
                 state.skew.refusal_hints(status, exchange.signed_corrected)
                 if upstream_refused

@@ -31,7 +31,10 @@ def _parse_date(value: str) -> float | None:
 
 
 class ClockSkew:
-    """The upstream clock minus ours, in whole seconds, and the time to sign with.
+    """This machine's clock minus the upstream's, in whole seconds, and the time to sign with.
+
+    One sign convention everywhere (logs, ``check``, ``/-/health``, metrics): ``offset`` is
+    positive when this machine's clock is ahead of the API's, negative when it is behind.
 
     The vendor warns that signing is sensitive to clock drift; a signature whose Date is off by
     more than the API tolerates is refused with 403. Each answer's ``Date`` (RFC 9110 5.6.7:
@@ -49,19 +52,19 @@ class ClockSkew:
         self.threshold = threshold
         self.correct = correct
         self.clock = clock
-        self.estimate: float | None = None
+        self.estimate: float | None = None  # the upstream's clock minus ours, in seconds
         self.correcting = False
         self._samples: deque[float] = deque(maxlen=SAMPLES)
 
     @property
     def offset(self) -> int:
-        """The estimated offset in whole seconds (0 before any answer)."""
-        return round(self.estimate) if self.estimate is not None else 0
+        """This machine's clock minus the API's, in whole seconds (0 before any answer)."""
+        return -round(self.estimate) if self.estimate is not None else 0
 
     def now(self) -> float:
         """The time to put in Date and sign with."""
         now = self.clock()
-        return now + self.offset if self.correcting else now
+        return now - self.offset if self.correcting else now
 
     def observe(
         self, date: str | None, sent: float, received: float, age: str | None = None
@@ -102,11 +105,11 @@ class ClockSkew:
             log.warning(
                 "this machine's clock is %+d s off the upstream's; signing with the corrected "
                 "time (fix the clock, e.g. enable NTP; --no-clock-correction turns this off)",
-                -self.offset,
+                self.offset,
             )
         elif self.correcting and not large:
             self.correcting = False
-            log.warning("clock offset is now %+d s: no longer correcting the time", -self.offset)
+            log.warning("clock offset is now %+d s: no longer correcting the time", self.offset)
 
     def refusal_hints(self, status: int, signed_corrected: bool | None = None) -> str:
         """Likely causes of a 401 or 403 from the API, most likely first; no secret in them.
@@ -117,7 +120,7 @@ class ClockSkew:
         causes = []
         corrected = self.correcting if signed_corrected is None else signed_corrected
         if abs(self.offset) > self.threshold and not corrected:
-            causes.append(f"this machine's clock is {-self.offset:+d} s off the API's")
+            causes.append(f"this machine's clock is {self.offset:+d} s off the API's")
         if status == 401:
             causes.append("the request was not signed as the API expects")
         causes.append("the profile's key is not the one you meant (check --profile)")

@@ -88,7 +88,7 @@ async def check(settings: Settings, creds: Credentials, environ: Mapping[str, st
     facts += [
         f"status    {status}",
         f"latency   {latency * 1000:.0f} ms",
-        f"clock     {-skew.offset:+d} s off the API's clock"
+        f"clock     {skew.offset:+d} s off the API's clock"
         + (" (corrected)" if skew.correcting else ""),
     ]
     email = ((body or {}).get("data") or {}).get("login") or {}
@@ -123,8 +123,9 @@ def sign_request(
     data_file: Path | None,
     output: str,
     now: float,
-) -> str:
-    """The text ``sign`` prints: headers for one request to ``target`` (a path or a URL)."""
+) -> tuple[str, list[str]]:
+    """What ``sign`` prints for one request to ``target`` (a path or a URL), and warnings."""
+    warnings: list[str] = []
     if target.startswith("/"):
         upstream = settings.upstream
         url, scheme = upstream.origin + upstream.prefix + target, upstream.scheme
@@ -134,6 +135,12 @@ def sign_request(
         parsed = parse_upstream(base, "PATH_OR_URL")  # only http(s), no user or fragment
         url, scheme, host = target, parsed.scheme, parsed.authority
         path = (urlsplit(base).path or "/") + (f"?{query}" if query else "")
+        if parsed.origin != settings.upstream.origin:
+            warnings.append(
+                f"{parsed.origin} is not the configured upstream {settings.upstream.origin}: "
+                f"these headers are signed for {parsed.authority} and work only for a request "
+                "sent there"
+            )
     body = b""
     if data_file is not None:
         try:
@@ -154,12 +161,14 @@ def sign_request(
     )
     del headers["Host"]  # the client sends it from the URL; it is the value signed
     if output == "json":
-        return json.dumps({"method": method.upper(), "url": url, "headers": headers}, indent=2)
+        text = json.dumps({"method": method.upper(), "url": url, "headers": headers}, indent=2)
+        return text, warnings
     if output == "curl":
-        parts = ["curl", "-X", method.upper(), url]
+        # -sS: no progress meter, but errors still shown. shlex.join quotes for POSIX shells.
+        parts = ["curl", "-sS", "-X", method.upper(), url]
         for name, value in headers.items():
             parts += ["-H", f"{name}: {value}"]
         if data_file is not None:
             parts += ["--data-binary", f"@{data_file}"]
-        return shlex.join(parts)
-    return "\n".join(f"{name}: {value}" for name, value in headers.items())
+        return shlex.join(parts), warnings
+    return "\n".join(f"{name}: {value}" for name, value in headers.items()), warnings

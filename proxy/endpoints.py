@@ -29,7 +29,9 @@ def health(state: ProxyState) -> web.Response:
             "pid": os.getpid(),  # which of several --workers answered
             "profile": creds.profile,
             "key_id": creds.masked_key_id,
+            "developer_key": creds.developer_key is not None,  # whether one is loaded, never it
             "upstream": str(state.settings.upstream),
+            # This machine's clock minus the API's: positive when this machine is ahead.
             "clock_offset_seconds": state.skew.offset,
             "clock_correction": state.skew.correcting,
             "credentials_loaded_at": loaded.isoformat(timespec="seconds"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -32,9 +33,18 @@ class Exchange:
     aborted: int | None = None  # the status to log when the answer broke off mid-body
 
 
-def error_response(status: int, code: str, message: str) -> web.Response:
+class ErrorResponse(web.Response):
+    """The proxy's own error answer; ``code`` tells it apart from the API's in the access line."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        body = json.dumps({"error": {"code": code, "message": message}})
+        super().__init__(text=body, status=status, content_type="application/json")
+        self.code = code
+
+
+def error_response(status: int, code: str, message: str) -> ErrorResponse:
     """The proxy's own error answer: a small JSON body with a stable ``code``."""
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+    return ErrorResponse(status, code, message)
 
 
 async def forward(
@@ -149,7 +159,7 @@ async def _relay(
             request.method,
             path,
             who,
-            type(exc).__name__,
+            exc.code if isinstance(exc, UpstreamError) else "connection lost",
         )
         conn.close()
         if request.transport is not None:

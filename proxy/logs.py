@@ -52,10 +52,15 @@ def log_access(
     seconds: float,
     upstream_seconds: float | None,
     request_id: str,
+    code: str | None = None,
     hint: str = "",
     level: int = logging.INFO,
 ) -> None:
-    """The access line: no header values, no bodies, no query string."""
+    """The access line: no header values, no bodies, no query string.
+
+    ``code`` is the proxy's own error code when the proxy answered (``code=...`` in the line),
+    so that its refusals are told apart from the API's.
+    """
     if not access_log.isEnabledFor(level):
         return
     upstream_ms = None if upstream_seconds is None else round(upstream_seconds * 1000, 1)
@@ -63,6 +68,7 @@ def log_access(
         "method": method,
         "path": path,
         "status": status,
+        "code": code,
         "bytes_in": bytes_in,
         "bytes_out": bytes_out,
         "ms": round(seconds * 1000, 1),
@@ -74,10 +80,11 @@ def log_access(
     upstream = "-" if upstream_ms is None else f"{upstream_ms}ms"
     access_log.log(
         level,
-        "%s %s %d in=%d out=%d %.1fms upstream=%s id=%s%s",
+        "%s %s %d%s in=%d out=%d %.1fms upstream=%s id=%s%s",
         method,
         path,
         status,
+        f" code={code}" if code else "",
         bytes_in,
         bytes_out,
         seconds * 1000,

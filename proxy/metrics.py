@@ -101,7 +101,7 @@ class Metrics(Collector):
         yield reloads
         yield GaugeMetricFamily(
             "remoteit_proxy_clock_offset_seconds",
-            "Upstream clock minus this machine's clock, estimated from Date headers",
+            "This machine's clock minus the API's (positive: ahead), from its Date headers",
             value=self._offset(),
         )
 

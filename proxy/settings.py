@@ -167,13 +167,18 @@ def read_config_file(path: Path) -> dict[str, str]:
         raise ConfigError(
             f"config file {path} does not exist; check --config or REMOTEIT_PROXY_CONFIG"
         ) from None
-    except (OSError, UnicodeDecodeError, configparser.Error) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else type(exc).__name__
+    except configparser.Error as exc:
+        raise ConfigError(f"config file {path}: {_ini_problem(exc)}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
         raise ConfigError(f"config file {path} cannot be read ({reason})") from None
     if any("\x00" in name for name in parser.sections()):
         raise ConfigError(f"config file {path} has a NUL character; it is not a text file")
     if not parser.has_section(CONFIG_SECTION):
-        raise ConfigError(f"config file {path} has no [{CONFIG_SECTION}] section")
+        raise ConfigError(
+            f"config file {path} has no [{CONFIG_SECTION}] section; put the settings under a "
+            f"[{CONFIG_SECTION}] line (see config.example.ini)"
+        )
     values = dict(parser.items(CONFIG_SECTION))
     known = {option.key for option in OPTIONS}
     unknown = sorted(set(values) - known)
@@ -183,6 +188,26 @@ def read_config_file(path: Path) -> dict[str, str]:
             f"known settings: {', '.join(sorted(known))}"
         )
     return values
+
+
+def _ini_problem(exc: configparser.Error) -> str:
+    """What is wrong with an INI file, in words (never the line itself, nor a class name)."""
+    if isinstance(exc, configparser.MissingSectionHeaderError):
+        return (
+            f"line {exc.lineno} comes before any section header; put the settings under a "
+            f"[{CONFIG_SECTION}] line at the top"
+        )
+    if isinstance(exc, configparser.DuplicateSectionError):
+        return f"section [{exc.section}] appears twice (line {exc.lineno}); keep only one"
+    if isinstance(exc, configparser.DuplicateOptionError):
+        return (
+            f"setting {exc.option} appears twice in [{exc.section}] (line {exc.lineno}); "
+            "keep only one"
+        )
+    if isinstance(exc, configparser.ParsingError):
+        lines = ", ".join(str(lineno) for lineno, _ in exc.errors[:5])
+        return f"line {lines} is neither 'key = value' nor '[section]'; fix or remove it"
+    return "it cannot be read as an INI file; check its syntax"
 
 
 def _read_token_file(path: Path) -> str:
@@ -237,7 +262,7 @@ def resolve(cli: Mapping[str, str], environ: Mapping[str, str], serving: bool = 
         values[option.key] = option.parse(raw.strip(), origin)
     if values["credentials"] is None:
         values["credentials"] = default_credentials_path()
-    if values["token_file"] is not None:
+    if values["token_file"] is not None and serving:  # the other commands take no token
         if values["token"] is not None:
             raise ConfigError("--token and --token-file are both set; use only one of them")
         values["token"] = _read_token_file(values["token_file"])

@@ -23,17 +23,23 @@ from .settings import Settings
 log = logging.getLogger("proxy")
 
 
-async def serve(settings: Settings, credentials: Credentials) -> None:
-    """Run the proxy until SIGINT or SIGTERM, then let in-flight requests finish."""
+async def serve(settings: Settings, credentials: Credentials, worker: int = 0) -> None:
+    """Run the proxy until SIGINT or SIGTERM, then let in-flight requests finish.
+
+    ``worker`` is this process's number (1 to --workers) when there are several, else 0.
+    """
     service = ProxyService(settings, credentials, reuse_port=settings.workers > 1)
     addresses = await service.start()
     log.info(
-        "remoteit-proxy %s listening on %s, forwarding to %s, profile %s, key %s (%s)",
+        "remoteit-proxy %s%s listening on %s, forwarding to %s, profile %s, key %s, "
+        "developer_key=%s (%s)",
         __version__,
+        f" worker {worker}/{settings.workers} (pid {os.getpid()})" if worker else "",
         ", ".join(addresses),
         settings.upstream,
         credentials.profile,
         credentials.masked_key_id,
+        "true" if credentials.developer_key is not None else "false",
         type(asyncio.get_running_loop()).__module__.partition(".")[0],
     )
     if settings.token is None and not settings.listen.is_loopback:
@@ -105,22 +111,22 @@ def serve_workers(settings: Settings, credentials: Credentials) -> int:
             "choose another address with --listen"
         ) from None
     settings = replace(settings, listen=Listen(settings.listen.host, port))
-    children: list[int] = []
-    for _ in range(settings.workers):
+    children: dict[int, int] = {}  # pid: worker number
+    for worker in range(1, settings.workers + 1):
         pid = os.fork()
         if pid == 0:  # a worker: serve until signalled, then leave without the parent's cleanup
             holder.close()
             code = 0
             try:
-                run(serve(settings, credentials))
+                run(serve(settings, credentials, worker))
             except ConfigError as exc:
-                log.error("worker %d: %s", os.getpid(), exc)
+                log.error("worker %d (pid %d): %s", worker, os.getpid(), exc)
                 code = 2
             except BaseException:
-                log.exception("worker %d failed", os.getpid())
+                log.exception("worker %d (pid %d) failed", worker, os.getpid())
                 code = 1
             os._exit(code)
-        children.append(pid)
+        children[pid] = worker
 
     def relay(signum: int, _frame: object) -> None:
         for child in children:
@@ -136,7 +142,9 @@ def serve_workers(settings: Settings, credentials: Credentials) -> int:
         code = os.waitstatus_to_exitcode(status)
         if code != 0 and worst == 0:
             # One worker failing stops the others: a half-sized proxy would go unnoticed.
-            log.error("worker %d exited with %d; stopping the others", pid, code)
+            log.error(
+                "worker %d (pid %d) exited with %d; stopping the others", children[pid], pid, code
+            )
             relay(signal.SIGTERM, None)
         worst = worst or code
     holder.close()

@@ -36,7 +36,7 @@ from test_cli import base_env
 
 from proxy import __version__
 from proxy.addresses import Listen
-from proxy.cli import build_parser
+from proxy.parser import build_parser
 from proxy.settings import CONFIG_OPTION, OPTIONS, parse_listen
 
 ROOT = Path(__file__).parent.parent

@@ -527,7 +527,8 @@ async def test_clock_skew_is_corrected_after_the_first_answer(
     assert results[0] in (200, 401)
     assert results[1:] == [200] * 5, results
     assert all(r.verified for r in upstream.received[1:])
-    await assert_offset_shown(client, 120, correcting=True)
+    # This machine's clock minus the API's: the API is 2 minutes ahead, so -120.
+    await assert_offset_shown(client, -120, correcting=True)
     warnings = clock_warnings(logs)
     assert len(warnings) == 1, warnings
     assert "corrected" in warnings[0] and "-12" in warnings[0]
@@ -568,7 +569,7 @@ async def test_without_correction_requests_fail_and_the_offset_is_measured(
     client = await make_proxy(no_clock_correction="true")
     assert await statuses(client, 4) == [401] * 4
     assert [r.reason for r in upstream.received] == ["stale date"] * 4
-    await assert_offset_shown(client, -120, correcting=False)
+    await assert_offset_shown(client, 120, correcting=False)
     assert not any("corrected" in w for w in clock_warnings(logs))
     lines = access_lines(logs)
     assert len(lines) == 4
@@ -635,7 +636,8 @@ def test_first_answer_is_taken_at_the_midpoint_of_the_request() -> None:
     # Sent at 1000, answered at 1010; the upstream wrote 10:55 (it is 50 s ahead) half way.
     skew.observe(formatdate(1055, usegmt=True), sent=1000.0, received=1010.0)
     assert skew.estimate == 50.5  # + half a second: the Date was truncated to the second
-    assert skew.correcting and skew.now() == 1000.0 + skew.offset
+    assert skew.offset == -50  # this machine is behind the API (50.5 rounds to even)
+    assert skew.correcting and skew.now() == 1000.0 - skew.offset
 
 
 def test_slow_symmetric_exchanges_do_not_bias_the_estimate() -> None:
@@ -652,7 +654,7 @@ def test_one_second_resolution_is_not_a_bias() -> None:
     for seed in range(5):
         skew, _ = settled(7.0, seed=seed)
         assert skew.estimate is not None and abs(skew.estimate - 7.0) < 0.4, seed
-        assert skew.offset == 7
+        assert skew.offset == -7
 
 
 def test_noise_neither_moves_the_offset_nor_toggles_correction(
@@ -667,7 +669,7 @@ def test_noise_neither_moves_the_offset_nor_toggles_correction(
         # Latency from 1 ms to 1.5 s, either way independently: asymmetric, noisy.
         exchange(skew, clock, 120.0, up=rng.uniform(0.001, 1.5), down=rng.uniform(0.001, 1.5))
         seen.append(skew.offset)
-    assert all(abs(offset - 120) <= 1 for offset in seen), seen
+    assert all(abs(offset + 120) <= 1 for offset in seen), seen
     assert len(clock_warnings(caplog)) == 1
     assert abs(skew.now() - (clock.now + 120)) <= 1
 
@@ -677,11 +679,11 @@ def test_correction_starts_and_stops_past_the_threshold_once_each(
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="proxy")
     skew, clock = settled(4.0)  # within the threshold: measured, not corrected
-    assert skew.offset == 4 and not skew.correcting and skew.now() == clock.now
+    assert skew.offset == -4 and not skew.correcting and skew.now() == clock.now
     for _ in range(10):
         clock.now += 1.3
         exchange(skew, clock, -90.0)
-    assert skew.correcting and skew.offset == -90 and skew.now() == clock.now - 90
+    assert skew.correcting and skew.offset == 90 and skew.now() == clock.now - 90
     for _ in range(10):
         clock.now += 1.3
         exchange(skew, clock, 0.0)
@@ -696,7 +698,7 @@ def test_without_correction_the_offset_is_still_measured(
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="proxy")
     skew, clock = settled(120.0, correct=False)
-    assert skew.offset == 120 and not skew.correcting and skew.now() == clock.now
+    assert skew.offset == -120 and not skew.correcting and skew.now() == clock.now
     assert clock_warnings(caplog) == []
     hints = skew.refusal_hints(403).split("; ")
     assert "clock is -120 s off" in hints[0]
