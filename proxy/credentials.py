@@ -30,6 +30,17 @@ ENVIRONMENT = "environment"
 _TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
 _FORBIDDEN_IN_KEY_ID = frozenset('"\\')
 _URLSAFE_TO_STANDARD = str.maketrans("-_", "+/")
+_BASE64_CHARS = re.compile(r"[A-Za-z0-9+/=]*")
+# The values the README and the deploy examples show: placeholders, not secrets, so a message
+# may name them. YOUR_BASE64_SECRET even decodes, as URL-safe base64.
+_PLACEHOLDERS = frozenset({"YOUR_ACCESS_KEY_ID", "YOUR_BASE64_SECRET", "YOUR_DEVELOPER_KEY", "..."})
+# What each key is called in messages, with its article.
+_NAMES = {
+    ACCESS_KEY_ID: ("an", "access key id"),
+    SECRET_ACCESS_KEY: ("a", "secret access key"),
+    DEVELOPER_API_KEY: ("a", "developer API key"),
+}
+_FROM_THE_CSV = "from the CSV file you downloaded when you created the key"
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,32 @@ def default_credentials_path() -> Path:
     return Path.home() / ".remoteit" / "credentials"
 
 
+def _comment_hint(where: str) -> str:
+    # Only a file has comments: for an environment variable the hint would point the wrong way.
+    if where == ENVIRONMENT:
+        return ""
+    return (
+        " (a comment after a value must be separated from it by white space and start with "
+        "'#' or ';')"
+    )
+
+
+def _check_placeholder(key: str, value: str, where: str) -> None:
+    if value not in _PLACEHOLDERS:
+        return
+    source = "from the Remote.It account page"
+    if key == SECRET_ACCESS_KEY:
+        source += " (shown once, when you create the key, and in the CSV file you downloaded then)"
+    optional = ""
+    if key == DEVELOPER_API_KEY:
+        drop = f"unset {key}" if where == ENVIRONMENT else "remove the line"
+        optional = f", or {drop} (the developer API key is optional)"
+    raise CredentialsError(
+        f"{where}: {key} is {value!r}, the placeholder value from the README and the examples; "
+        f"replace it with your real {_NAMES[key][1]} {source}{optional}"
+    )
+
+
 def decode_secret(value: str, where: str) -> bytes:
     """Decode a secret from standard or URL-safe base64, with or without padding.
 
@@ -67,6 +104,12 @@ def decode_secret(value: str, where: str) -> bytes:
     ``where`` names the file and profile, or the environment, for the error message.
     """
     text = "".join(value.split()).translate(_URLSAFE_TO_STANDARD)
+    if not _BASE64_CHARS.fullmatch(text):
+        raise CredentialsError(
+            f"{where}: {SECRET_ACCESS_KEY} is not valid base64: it contains characters that "
+            f"base64 does not use{_comment_hint(where)}; copy the secret access key again "
+            f"{_FROM_THE_CSV}"
+        )
     text += "=" * (-len(text) % 4)
     try:
         secret = base64.b64decode(text, validate=True)
@@ -74,28 +117,34 @@ def decode_secret(value: str, where: str) -> bytes:
         secret = b""
     if not secret:
         raise CredentialsError(
-            f"{where}: {SECRET_ACCESS_KEY} is not valid base64; copy the secret access key "
-            "again from the CSV file you downloaded when you created the key"
+            f"{where}: {SECRET_ACCESS_KEY} is not valid base64: part of it is missing or its '=' "
+            f"padding is misplaced; copy the whole secret access key again {_FROM_THE_CSV}"
         )
     return secret
 
 
-def _check_key_id(value: str, where: str) -> str:
-    if not _TOKEN_CHARS.fullmatch(value) or _FORBIDDEN_IN_KEY_ID.intersection(value):
-        raise CredentialsError(
-            f"{where}: {ACCESS_KEY_ID} must be printable ASCII without spaces or quotes; "
-            "copy the access key id again from the Remote.It account page"
+def _check_token(key: str, value: str, where: str, forbidden: frozenset[str]) -> str:
+    """``value`` if it may go into a header; else an error that names what is wrong with it."""
+    _check_placeholder(key, value, where)
+    if _TOKEN_CHARS.fullmatch(value) and not forbidden.intersection(value):
+        return value
+    article, name = _NAMES[key]
+    if any(char.isspace() for char in value):
+        problem = f"contains white space, which {article} {name} never does; remove it"
+        problem += _comment_hint(where)
+    elif forbidden.intersection(value):
+        problem = (
+            f"contains a quote or a backslash, which {article} {name} never does; put quotes "
+            "around the whole value or none"
         )
-    return value
-
-
-def _check_developer_key(value: str, where: str) -> str:
-    if not _TOKEN_CHARS.fullmatch(value):
-        raise CredentialsError(
-            f"{where}: {DEVELOPER_API_KEY} must be printable ASCII without spaces; "
-            "copy it again from the Remote.It account page"
+    else:
+        problem = (
+            "contains characters that are not printable ASCII (such as invisible or typographic "
+            "ones added by copying); remove them"
         )
-    return value
+    raise CredentialsError(
+        f"{where}: {key} {problem}, or copy the {name} again from the Remote.It account page"
+    )
 
 
 def _from_environment(environ: Mapping[str, str]) -> tuple[str, str] | None:
@@ -128,7 +177,7 @@ def load_credentials(path: Path, profile: str, environ: Mapping[str, str]) -> Cr
     env_developer_key = environ.get(DEVELOPER_API_KEY, "").strip() or None
     pair = _from_environment(environ)
     if pair is not None:
-        where = "environment"
+        where = ENVIRONMENT
         key_id, secret_text = pair
         profile_name, source, developer_key = ENVIRONMENT, ENVIRONMENT, None
     else:
@@ -145,13 +194,18 @@ def load_credentials(path: Path, profile: str, environ: Mapping[str, str]) -> Cr
                     "with the value from the Remote.It account page"
                 )
     if env_developer_key is not None:
-        where_dev, developer_key = "environment", env_developer_key
+        where_dev, developer_key = ENVIRONMENT, env_developer_key
     else:
         where_dev = where
+    access_key_id = _check_token(ACCESS_KEY_ID, key_id, where, _FORBIDDEN_IN_KEY_ID)
+    _check_placeholder(SECRET_ACCESS_KEY, secret_text.strip(), where)
+    secret = decode_secret(secret_text, where)
+    if developer_key:
+        developer_key = _check_token(DEVELOPER_API_KEY, developer_key, where_dev, frozenset())
     return Credentials(
-        access_key_id=_check_key_id(key_id, where),
-        secret=decode_secret(secret_text, where),
-        developer_key=_check_developer_key(developer_key, where_dev) if developer_key else None,
+        access_key_id=access_key_id,
+        secret=secret,
+        developer_key=developer_key,
         profile=profile_name,
         source=source,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import configparser
 import logging
 import os
+import re
 import stat
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +21,11 @@ DEFAULT_PROFILE = "DEFAULT"
 # A section name configparser can never produce, so that [DEFAULT] is an ordinary section here
 # instead of configparser's special one whose keys every other section inherits.
 _NO_DEFAULT_SECTION = "\x00"
+# A comment after a value: '#' or ';' after white space, as configparser's inline comments.
+# Key ids, base64 secrets and developer keys never contain white space, so this cuts nothing.
+_INLINE_COMMENT = re.compile(r"\s[#;]")
+# The shell's "export KEY=value": the vendor's examples `source` the credentials file.
+_EXPORT = re.compile(r"^([ \t]*)export[ \t]+(?=[^\s=:])")
 
 
 def read_text(path: Path) -> str:
@@ -29,9 +35,10 @@ def read_text(path: Path) -> str:
         mode = path.stat().st_mode
     except FileNotFoundError:
         raise CredentialsError(
-            f"credentials file {path} does not exist: create it with {ACCESS_KEY_ID} and "
-            f"{SECRET_ACCESS_KEY} under [{DEFAULT_PROFILE}], pass --credentials PATH, or set "
-            f"the environment variables {ACCESS_KEY_ID} and {SECRET_ACCESS_KEY}"
+            f"credentials file {path} does not exist: store your access key in it with "
+            "'remoteit-proxy import FILE' (the file the Remote.It account page downloads) or "
+            "'remoteit-proxy configure', or pass --credentials PATH, or set the environment "
+            f"variables {ACCESS_KEY_ID} and {SECRET_ACCESS_KEY}"
         ) from None
     except IsADirectoryError:
         raise CredentialsError(
@@ -57,6 +64,16 @@ def read_text(path: Path) -> str:
         ) from None
 
 
+def _clean_line(line: str) -> str:
+    """A line that is not a comment, without its inline comment and its leading ``export``."""
+    # In a '[profile]' header, only what follows the closing bracket can be a comment.
+    start = line.find("]") + 1 if line.lstrip().startswith("[") else 0
+    comment = _INLINE_COMMENT.search(line, start)
+    if comment is not None:
+        line = line[: comment.start()].rstrip()
+    return _EXPORT.sub(r"\1", line, count=1)
+
+
 def _unquote(value: str) -> str:
     value = value.strip()
     if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
@@ -69,59 +86,69 @@ def parse_profiles(text: str, path: Path) -> dict[str, dict[str, str]]:
 
     Avoids configparser's traps: ``[DEFAULT]`` is an ordinary profile (nothing is inherited),
     no interpolation, keys above any section header belong to ``DEFAULT``, quotes around a
-    value are removed. Duplicate profiles or keys are errors, not silently merged.
+    value are removed. Also read: comments after a value (``#`` or ``;`` after white space,
+    on continuation lines too), comment lines between a value's continuation lines, and
+    shell-style ``export KEY=value`` lines. Duplicate profiles or keys are errors, not merged.
     """
     if "\x00" in text:
         # Also keeps configparser's default-section name below out of reach of any file.
         raise CredentialsError(f"{path} contains NUL characters; it is not a text file")
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    offset = 0
-    for line in text.split("\n"):
-        stripped = line.strip()
-        if not stripped or stripped[0] in "#;":
-            continue
-        if not stripped.startswith("["):
-            # The vendor's tools read keys above any section header as the DEFAULT profile.
-            text = f"[{DEFAULT_PROFILE}]\n" + text
-            offset = 1
-        break
+    # Line by line on "\n" only, as configparser reads. Comment lines are dropped here, not left
+    # to configparser, where one would end a value and cut a secret wrapped around it short.
+    # numbers[i] is the number in the file of the i-th line configparser gets, for messages.
+    lines: list[str] = []
+    numbers: list[int] = []
+    for number, line in enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), 1):
+        if line.strip()[:1] not in ("#", ";"):
+            lines.append(_clean_line(line))
+            numbers.append(number)
+    first = next((line.strip() for line in lines if line.strip()), "[")
+    if not first.startswith("["):
+        # The vendor's tools read keys above any section header as the DEFAULT profile.
+        lines.insert(0, f"[{DEFAULT_PROFILE}]")
+        numbers.insert(0, 0)
+
+    def in_file(lineno: int | None) -> int:
+        return numbers[lineno - 1] if lineno and lineno <= len(numbers) else 0
+
     parser = configparser.RawConfigParser(
         default_section=_NO_DEFAULT_SECTION,
         interpolation=None,
         strict=True,
         empty_lines_in_values=False,
-        comment_prefixes=("#", ";"),
+        comment_prefixes=(),
         inline_comment_prefixes=None,
         delimiters=("=", ":"),
     )
     try:
-        parser.read_string(text, source=str(path))
+        parser.read_string("\n".join(lines), source=str(path))
     except configparser.DuplicateSectionError as exc:
-        lineno = (exc.lineno or 0) - offset
         raise CredentialsError(
-            f"{path}: profile [{exc.section}] appears twice (line {lineno}); keep only one"
+            f"{path}: profile [{exc.section}] appears twice (line {in_file(exc.lineno)}); "
+            "keep only one"
         ) from None
     except configparser.DuplicateOptionError as exc:
-        lineno = (exc.lineno or 0) - offset
         raise CredentialsError(
             f"{path}: key {exc.option.upper()} appears twice in profile [{exc.section}] "
-            f"(line {lineno}); keep only one"
+            f"(line {in_file(exc.lineno)}); keep only one"
         ) from None
     except configparser.MissingSectionHeaderError as exc:
         raise CredentialsError(
-            f"{path}: line {exc.lineno - offset} is not a valid '[profile]' header; "
+            f"{path}: line {in_file(exc.lineno)} is not a valid '[profile]' header; "
             "close the bracket or remove the line"
         ) from None
     except configparser.ParsingError as exc:
         # Never echo the offending line: it may hold a secret.
-        lines = ", ".join(str(lineno - offset) for lineno, _ in exc.errors[:5])
+        where = ", ".join(str(in_file(lineno)) for lineno, _ in exc.errors[:5])
         raise CredentialsError(
-            f"{path}: line {lines} is neither 'KEY=value' nor '[profile]'; "
-            "fix or remove it (comments start with '#')"
+            f"{path}: line {where} is neither 'KEY=value' nor '[profile]'; "
+            "fix or remove it (a comment starts with '#' or ';', after white space when it "
+            "follows a value)"
         ) from None
-    except configparser.Error as exc:
+    except configparser.Error:
         raise CredentialsError(
-            f"{path}: cannot be read as an INI file ({type(exc).__name__})"
+            f"{path}: cannot be read as an INI file of '[profile]' headers and 'KEY=value' "
+            "lines; fix it or create it again"
         ) from None
     return {
         name: {key: _unquote(value or "") for key, value in parser.items(name)}

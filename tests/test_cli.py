@@ -153,6 +153,8 @@ def test_missing_credentials_file(home: Path) -> None:
     line = run_failing([], base_env(home))
     assert str(home / ".remoteit" / "credentials") in line
     assert "does not exist" in line and "--credentials" in line
+    # The next step of the quick start, named where a newcomer first stops.
+    assert "'remoteit-proxy import FILE'" in line and "'remoteit-proxy configure'" in line
 
 
 def test_unknown_profile(home: Path) -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import DEVELOPER_KEY, KEY_ID, SECRET, SECRET_B64, write_credentials
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -635,6 +637,310 @@ def test_nul_named_section_is_not_inherited(path: Path) -> None:
     assert "NUL" in error_text(exc)
 
 
+# --- credentials that people really have: inline comments, placeholders, export --------------
+
+ROOT = Path(__file__).parent.parent
+PLACEHOLDERS = ("YOUR_ACCESS_KEY_ID", "YOUR_BASE64_SECRET", "YOUR_DEVELOPER_KEY", "...")
+WHITESPACE_HINT = "'#' or ';'"
+
+
+def readme_credentials_block() -> str:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    match = re.search(r"^## Credentials\n.*?^```ini\n(.*?)^```", readme, re.M | re.S)
+    assert match, "README.md: no ```ini block under '## Credentials'"
+    return match.group(1)
+
+
+def with_real_values(text: str) -> str:
+    """An example's text with real values in place of its placeholders."""
+    text = text.replace("YOUR_ACCESS_KEY_ID", KEY_ID).replace("YOUR_BASE64_SECRET", SECRET_B64)
+    text = text.replace("YOUR_DEVELOPER_KEY", DEVELOPER_KEY)
+    return text.replace(f"{ACCESS}=...", f"{ACCESS}=WORKKEYID0001").replace(
+        f"{SECRET_KEY}=...", f"{SECRET_KEY}={WIDE_B64}"
+    )
+
+
+def test_readme_block_with_real_values_and_its_inline_comment_loads(path: Path) -> None:
+    block = readme_credentials_block()
+    assert re.search(rf"^{DEV}=YOUR_DEVELOPER_KEY\s+# ", block, re.M), "the comment is the point"
+    write(path, with_real_values(block))
+    creds = load(path)
+    assert (creds.access_key_id, creds.secret, creds.developer_key) == (
+        KEY_ID,
+        SECRET,
+        DEVELOPER_KEY,
+    )
+    work = load(path, "work")
+    assert (work.access_key_id, work.secret, work.developer_key) == ("WORKKEYID0001", WIDE, None)
+
+
+def test_readme_block_as_it_is_names_its_placeholders(path: Path) -> None:
+    write(path, readme_credentials_block())
+    message = load_error(path)
+    assert f"{ACCESS} is 'YOUR_ACCESS_KEY_ID', the placeholder" in message
+    assert str(path) in message and "[DEFAULT]" in message
+    message = load_error(path, "work")
+    assert f"{ACCESS} is '...', the placeholder" in message
+    assert str(path) in message and "[work]" in message
+
+
+@pytest.mark.parametrize(
+    "comment",
+    ["# note", "; note", "\t# note", "      ;", "# KEY=other value", "#x ; y # z", '# "quoted"'],
+)
+def test_inline_comment_after_each_value(path: Path, comment: str) -> None:
+    sep = "" if comment[0].isspace() else "  "
+    write(
+        path,
+        f"[DEFAULT]\n{ACCESS}={KEY_ID}{sep}{comment}\n{SECRET_KEY}={SECRET_B64}{sep}{comment}\n"
+        f"{DEV}={DEVELOPER_KEY}{sep}{comment}\n",
+    )
+    creds = load(path)
+    assert (creds.access_key_id, creds.secret, creds.developer_key) == (
+        KEY_ID,
+        SECRET,
+        DEVELOPER_KEY,
+    )
+
+
+def test_hash_or_semicolon_without_white_space_before_it_is_part_of_the_value(path: Path) -> None:
+    write(path, profile_text(key_id="abc#def", extra=f"{DEV}=dev;key#1  # a comment\n"))
+    creds = load(path)
+    assert creds.access_key_id == "abc#def"
+    assert creds.developer_key == "dev;key#1"
+
+
+def test_hash_right_after_the_secret_is_a_base64_error_that_explains_comments(path: Path) -> None:
+    write(path, profile_text(secret=f"{SECRET_B64}#note"))
+    message = load_error(path)
+    assert f"{SECRET_KEY} is not valid base64: it contains characters" in message
+    assert WHITESPACE_HINT in message
+    assert str(path) in message and "[DEFAULT]" in message
+
+
+@pytest.mark.parametrize("quote", ['"', "'"])
+def test_quoted_value_with_a_trailing_comment_loses_its_quotes(path: Path, quote: str) -> None:
+    q = quote
+    write(
+        path,
+        f"[DEFAULT]\n{ACCESS}={q}{KEY_ID}{q}  # id\n{SECRET_KEY} = {q}{SECRET_B64}{q}\t; secret\n"
+        f"{DEV}={q}{DEVELOPER_KEY}{q} # dev\n",
+    )
+    creds = load(path)
+    assert (creds.access_key_id, creds.secret, creds.developer_key) == (
+        KEY_ID,
+        SECRET,
+        DEVELOPER_KEY,
+    )
+
+
+def test_comments_on_the_continuation_lines_of_a_wrapped_secret(path: Path) -> None:
+    write(
+        path,
+        f"[DEFAULT]\n{ACCESS}={KEY_ID}\n{SECRET_KEY}={WIDE_B64[:120]}  # wrapped\n"
+        f"    {WIDE_B64[120:240]} ; still\n\t{WIDE_B64[240:]}\t# the end\n    # after it\n",
+    )
+    assert load(path).secret == WIDE
+
+
+@pytest.mark.parametrize("indent", ["", "    "], ids=["at-start", "indented"])
+def test_comment_lines_between_the_continuation_lines_of_a_wrapped_secret(
+    path: Path, indent: str
+) -> None:
+    # configparser alone ends the value at a comment line and reads the indented rest, which
+    # ends in '==', as a key of its own: the secret would be cut short without a word.
+    write(
+        path,
+        f"[DEFAULT]\n{ACCESS}={KEY_ID}\n{SECRET_KEY}={WIDE_B64[:120]}\n{indent}# part two:\n"
+        f"    {WIDE_B64[120:240]}\n{indent}; part three:\n    {WIDE_B64[240:]}\n",
+    )
+    assert WIDE_B64[240:].endswith("==")
+    assert load(path).secret == WIDE
+
+
+def test_line_numbers_count_the_comment_lines(path: Path) -> None:
+    write(path, f"# one\n; two\n{ACCESS}={KEY_ID}\n  # four\nnot a setting\n")
+    message = load_error(path)
+    assert "line 5 " in message
+    assert "not a setting" not in message
+
+
+def test_comment_after_a_profile_header_but_not_inside_it(path: Path) -> None:
+    write(
+        path, profile_text("work").replace("[work]", "[work]  # was [old]") + profile_text("a #2")
+    )
+    assert load(path, "work").access_key_id == KEY_ID
+    assert load(path, "a #2").profile == "a #2"
+
+
+@pytest.mark.parametrize("key", [ACCESS, SECRET_KEY])
+def test_value_that_is_only_a_comment_is_empty(path: Path, key: str) -> None:
+    write(path, profile_text().replace(f"{key}=", f"{key}=   # paste it here; ") + f"{DEV}= #\n")
+    message = load_error(path)
+    assert f"{key} is missing or empty" in message
+
+
+def test_developer_key_that_is_only_a_comment_is_absent(path: Path) -> None:
+    write(path, profile_text(extra=f"{DEV}=   # optional, needed for the REST API\n"))
+    assert load(path).developer_key is None
+
+
+@pytest.mark.parametrize("placeholder", PLACEHOLDERS)
+@pytest.mark.parametrize("key", [ACCESS, SECRET_KEY, DEV])
+def test_placeholder_in_the_file(path: Path, key: str, placeholder: str) -> None:
+    values = {ACCESS: KEY_ID, SECRET_KEY: SECRET_B64, DEV: DEVELOPER_KEY, key: placeholder}
+    write(path, "[work]\n" + "".join(f"{k}={v}  # from the README\n" for k, v in values.items()))
+    message = load_error(path, "work")
+    assert f"{key} is {placeholder!r}, the placeholder value from the README" in message
+    assert str(path) in message and "[work]" in message
+    assert "replace it with your real" in message and "Remote.It account page" in message
+    if key == DEV:
+        assert "remove the line" in message
+
+
+@pytest.mark.parametrize("placeholder", PLACEHOLDERS)
+@pytest.mark.parametrize("key", [ACCESS, SECRET_KEY, DEV])
+def test_placeholder_in_the_environment(tmp_path: Path, key: str, placeholder: str) -> None:
+    environ = {ACCESS: KEY_ID, SECRET_KEY: SECRET_B64, key: placeholder}
+    message = load_error(tmp_path / "missing", "DEFAULT", environ)
+    assert message.startswith(f"environment: {key} is {placeholder!r}, the placeholder value")
+    assert "Remote.It account page" in message
+    if key == DEV:
+        assert f"unset {DEV}" in message
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    ["export ", "export\t", "export   ", "  export "],
+    ids=["space", "tab", "spaces", "indented"],
+)
+def test_shell_export_lines(path: Path, prefix: str) -> None:
+    write(
+        path,
+        f"# source me\n{prefix}{ACCESS}={KEY_ID}\n{prefix}{SECRET_KEY}='{SECRET_B64}'  # quoted\n"
+        f"[work]\n{prefix}{ACCESS}=WORKKEYID0001\n{prefix}{SECRET_KEY}={WIDE_B64}\n"
+        f"{prefix}{DEV}={DEVELOPER_KEY}\n",
+    )
+    creds = load(path)
+    assert (creds.profile, creds.access_key_id, creds.secret) == ("DEFAULT", KEY_ID, SECRET)
+    work = load(path, "work")
+    assert (work.access_key_id, work.secret, work.developer_key) == (
+        "WORKKEYID0001",
+        WIDE,
+        DEVELOPER_KEY,
+    )
+
+
+@pytest.mark.parametrize("prefix", ["EXPORT ", "exports ", "export_"])
+def test_only_the_word_export_is_dropped(path: Path, prefix: str) -> None:
+    write(path, f"[DEFAULT]\n{prefix}{ACCESS}={KEY_ID}\n{SECRET_KEY}={SECRET_B64}\n")
+    assert f"{ACCESS} is missing or empty" in load_error(path)
+
+
+def test_a_key_named_export_is_still_a_key(path: Path) -> None:
+    write(path, profile_text(extra="export = 1\n"))
+    assert load(path).secret == SECRET
+
+
+@pytest.mark.parametrize("key", [ACCESS, DEV])
+@pytest.mark.parametrize("value", ["ABC DEF", "ABC\tDEF", "ABC // a note", "ABC (optional)"])
+def test_white_space_inside_a_key_id_or_developer_key_is_named(
+    path: Path, tmp_path: Path, key: str, value: str
+) -> None:
+    values = {ACCESS: KEY_ID, SECRET_KEY: SECRET_B64, key: value}
+    write(path, "[DEFAULT]\n" + "".join(f"{k}={v}\n" for k, v in values.items()))
+    message = load_error(path)
+    assert f"{key} contains white space" in message
+    assert WHITESPACE_HINT in message
+    assert value not in message and "ABC" not in message
+    message = load_error(tmp_path / "missing", "DEFAULT", values)
+    assert message.startswith(f"environment: {key} contains white space")
+    assert WHITESPACE_HINT not in message  # an environment variable has no comments
+    assert value not in message
+
+
+@pytest.mark.parametrize(
+    ("key_id", "cause"),
+    [('KEY"ID', "a quote or a backslash"), ("KEY\\ID", "a quote or a backslash")]
+    + [
+        (k, "characters that are not printable ASCII")
+        for k in ("KEYÏD", "KEY\x7fID", "KEY\u200bID")
+    ],
+)
+def test_other_bad_characters_in_a_key_id_are_named(path: Path, key_id: str, cause: str) -> None:
+    write(path, profile_text(key_id=key_id))
+    message = load_error(path)
+    assert f"{ACCESS} contains {cause}" in message
+    assert key_id not in message
+
+
+def test_truncated_secret_says_so(path: Path) -> None:
+    write(path, profile_text(secret=WIDE_B64[:-4] + "A"))
+    message = load_error(path)
+    assert f"{SECRET_KEY} is not valid base64: part of it is missing" in message
+    assert WIDE_B64[8:40] not in message
+
+
+@pytest.mark.parametrize(
+    "example", ["secrets/remoteit-credentials.example", "kubernetes/secret.example.yaml"]
+)
+def test_deploy_examples_name_their_placeholders_and_work_once_filled_in(
+    path: Path, example: str
+) -> None:
+    text = (ROOT / "deploy" / example).read_text(encoding="utf-8")
+    if example.endswith(".yaml"):
+        text = yaml.safe_load(text)["stringData"]["credentials"]
+    write(path, text)
+    assert f"{ACCESS} is 'YOUR_ACCESS_KEY_ID', the placeholder" in load_error(path)
+    # As the example says: real values in, and the developer key's line uncommented.
+    uncommented = re.sub(rf"^(\s*)# ({DEV}=)", r"\1\2", with_real_values(text), flags=re.M)
+    assert uncommented != with_real_values(text)
+    write(path, uncommented)
+    creds = load(path)
+    assert (creds.access_key_id, creds.secret, creds.developer_key) == (
+        KEY_ID,
+        SECRET,
+        DEVELOPER_KEY,
+    )
+
+
+_COMMENTS = st.tuples(
+    st.sampled_from([" ", "\t", "   ", " \t"]),
+    st.sampled_from("#;"),
+    st.text(
+        st.characters(blacklist_characters="\x00\r\n", blacklist_categories=["Cs"]), max_size=12
+    ),
+).map("".join)
+
+
+@settings(
+    max_examples=100,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(comments=st.lists(_COMMENTS, min_size=5, max_size=5), export=st.booleans())
+def test_comments_and_export_never_change_what_is_read(
+    tmp_path: Path, comments: list[str], export: bool
+) -> None:
+    before = "export " if export else ""
+    lines = [
+        f"[work]{comments[0]}",
+        f"{before}{ACCESS}={KEY_ID}{comments[1]}",
+        f"{before}{SECRET_KEY}={WIDE_B64[:100]}{comments[2]}",
+        f"  {WIDE_B64[100:]}{comments[3]}",
+        f"{before}{DEV}={DEVELOPER_KEY}{comments[4]}",
+    ]
+    path = write(tmp_path / "credentials", "\n".join(lines) + "\n")
+    creds = load(path, "work")
+    assert (creds.access_key_id, creds.secret, creds.developer_key) == (
+        KEY_ID,
+        WIDE,
+        DEVELOPER_KEY,
+    )
+
+
 # --- property: any bytes give Credentials or CredentialsError ---------------------------------
 
 _FRAGMENTS: list[bytes] = [
@@ -658,6 +964,12 @@ _FRAGMENTS: list[bytes] = [
     b'"',
     b"'",
     b"%(x)s",
+    b"export ",
+    b" #",
+    b"\t;",
+    b"YOUR_ACCESS_KEY_ID",
+    b"YOUR_BASE64_SECRET",
+    b"...",
     b".",
     b"\x00",
     b"\xff",
