@@ -29,6 +29,15 @@ async def serve(settings: Settings, credentials: Credentials, worker: int = 0) -
     ``worker`` is this process's number (1 to --workers) when there are several, else 0.
     """
     service = ProxyService(settings, credentials, reuse_port=settings.workers > 1)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    # Before the start-up line: whoever reads it may signal at once, and the default action
+    # of SIGTERM would end the process without draining (exit -15 instead of 0).
+    # Windows has no add_signal_handler: there Ctrl+C raises KeyboardInterrupt instead.
+    with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, service.watcher.reload, "SIGHUP")
     addresses = await service.start()
     log.info(
         "remoteit-proxy %s%s listening on %s, forwarding to %s, profile %s, key %s, "
@@ -47,13 +56,6 @@ async def serve(settings: Settings, credentials: Credentials, worker: int = 0) -
             "--allow-unauthenticated: anyone who can reach %s can use your Remote.It account",
             settings.listen,
         )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    # Windows has no add_signal_handler: there Ctrl+C raises KeyboardInterrupt instead.
-    with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
-        loop.add_signal_handler(signal.SIGINT, stop.set)
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, service.watcher.reload, "SIGHUP")
     try:
         await stop.wait()
     finally:
