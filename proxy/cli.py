@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import os
 import sys
@@ -11,13 +10,11 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .commands import check, sign_request
 from .credentials import load_credentials
 from .errors import ConfigError
 from .logs import setup_logging
 from .parser import COMMAND_OPTIONS, parse
 from .settings import CONFIG_OPTION, OPTIONS, Settings, resolve
-from .workers import run, serve, serve_workers
 
 if TYPE_CHECKING:
     from .onboard import Terminal
@@ -38,7 +35,15 @@ def raise_open_file_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, target), hard))
 
 
+# The commands import aiohttp and the rest of the proxy only when they run: --help, a usage
+# error, import and configure answer without that start-up cost.
+
+
 def _check(settings: Settings) -> int:
+    import asyncio
+
+    from .commands import check
+
     credentials = load_credentials(settings.credentials, settings.profile, os.environ)
     result = asyncio.run(check(settings, credentials, os.environ))
     print("\n".join(result.lines))
@@ -90,6 +95,8 @@ def _command(args: argparse.Namespace, settings: Settings) -> int:
         return _store(args, settings)
     credentials = load_credentials(settings.credentials, settings.profile, os.environ)
     if args.command == "sign":
+        from .commands import sign_request
+
         method = args.method or ("POST" if args.data_file else "GET")
         text, warnings = sign_request(
             settings,
@@ -105,6 +112,8 @@ def _command(args: argparse.Namespace, settings: Settings) -> int:
             print(f"remoteit-proxy: warning: {warning}", file=sys.stderr)
         print(text)
         return EXIT_OK
+    from .workers import run, serve, serve_workers
+
     raise_open_file_limit()
     if settings.workers > 1:
         return serve_workers(settings, credentials)

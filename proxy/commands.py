@@ -16,8 +16,9 @@ from .addresses import parse_upstream
 from .clock import ClockSkew
 from .credentials import Credentials
 from .errors import ConfigError, UpstreamError
-from .outgoing import DEFAULT_CONTENT_TYPE, own_lines, signed_headers
+from .outgoing import own_lines, signed_headers
 from .settings import Settings
+from .signing import DEFAULT_CONTENT_TYPE
 from .upstream import create_pool
 
 LOGIN_QUERY = b'{"query":"{ login { email } }"}'

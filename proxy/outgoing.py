@@ -9,13 +9,13 @@ from aiohttp import StreamReader, web
 
 from . import signing
 from .headers import REQUEST_DROP_RAW, connection_tokens, request_lines
+from .signing import DEFAULT_CONTENT_TYPE
 
 if TYPE_CHECKING:
     from .app import ProxyState
     from .credentials import Credentials
     from .settings import Settings
 
-DEFAULT_CONTENT_TYPE = "application/json"
 # The vendor's collection sends it lower-case; header names are case-insensitive (RFC 9110 5.1).
 DEVELOPER_KEY_HEADER = "DeveloperKey"
 # The client's fields of the names the proxy writes itself are dropped: it signs last, with

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import __version__
-from .outgoing import DEFAULT_CONTENT_TYPE
 from .settings import CONFIG_OPTION, OPTIONS, Option
+from .signing import DEFAULT_CONTENT_TYPE
 
 PROG = "remoteit-proxy"
 EXIT_USAGE = 2

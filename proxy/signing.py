@@ -17,6 +17,8 @@ ALGORITHM = "hmac-sha256"
 DEFAULT_SIGNED_HEADERS: tuple[str, ...] = ("(request-target)", "host", "date", "content-type")
 SIGNABLE_HEADERS = (*DEFAULT_SIGNED_HEADERS, "content-length")
 REQUIRED_SIGNED_HEADERS = ("(request-target)", "host", "date")
+# What the vendor's own tools send, and sign, when a request has no Content-Type of its own.
+DEFAULT_CONTENT_TYPE = "application/json"
 
 
 def http_date(epoch_seconds: float) -> str:
