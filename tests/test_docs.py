@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from proxy.settings import OPTIONS, read_config_file, resolve
+from proxy.settings import CONFIG_OPTION, OPTIONS, read_config_file, resolve
 
 ROOT = Path(__file__).parent.parent
 
@@ -42,8 +42,22 @@ def test_example_config_documents_every_setting_with_its_default(tmp_path: Path)
             assert getattr(from_file, option.key) == getattr(defaults, option.key)
 
 
-def test_readme_configuration_table_lists_every_option() -> None:
+def test_readme_configuration_table_lists_every_option_with_its_default() -> None:
     readme = (ROOT / "README.md").read_text()
-    for option in OPTIONS:
-        assert re.search(rf"`{option.flag}[ `]", readme) and f"`{option.env}`" in readme
-        assert f"`{option.key}`" in readme
+    rows = {
+        match.group(1): match.group(2)
+        for match in re.finditer(r"^\| `(--[\w-]+)[^`]*` \| (.*) \|$", readme, re.M)
+    }
+    for option in (*OPTIONS, CONFIG_OPTION):
+        assert option.flag in rows, option.flag
+        if option.default is not None:
+            assert f"`{option.default}`" in rows[option.flag], option.flag
+    # The environment variable and config key are derived by the rule the README states.
+    read_timeout = next(option for option in OPTIONS if option.name == "read-timeout")
+    assert f"`{read_timeout.env}=30`" in readme and f"`{read_timeout.key} = 30`" in readme
+    prose = " ".join(readme.split())
+    assert "`REMOTEIT_PROXY_` and the option's name in capitals, `-` as `_`" in prose
+
+
+def test_readme_is_short_enough_to_read() -> None:
+    assert len((ROOT / "README.md").read_bytes()) < 21_000
