@@ -86,7 +86,7 @@ class Dialer:
                 "your network inspects TLS, pass its CA with --ca-bundle",
             ) from None
         except OSError as exc:
-            reason = exc.strerror or type(exc).__name__
+            reason = exc.strerror or "the connection failed"
             where = (
                 f"the outbound proxy ({proxy.variable})" if proxy else f"the upstream {self._where}"
             )

@@ -211,7 +211,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def _exit(message: str, command: str | None) -> NoReturn:
-    where = f"{PROG} {command}" if command else PROG
     print(f"{PROG}: {message}", file=sys.stderr)
-    print(f"run '{where} --help' for the commands and options", file=sys.stderr)
+    if command:
+        print(f"run '{PROG} {command} --help' for its options", file=sys.stderr)
+    else:
+        print(f"run '{PROG} --help' for the commands", file=sys.stderr)
     sys.exit(EXIT_USAGE)
