@@ -177,21 +177,30 @@ def _suggest(word: str, choices: Sequence[str]) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
-def _unknown_option(message: str, command: str) -> str | None:
+def _unknown_option(message: str, command: str, parser: _Parser) -> str | None:
     """Word argparse's 'unrecognized arguments' with the nearest option of ``command``."""
     prefix = "unrecognized arguments: "
     if not message.startswith(prefix):
         return None
     word = message[len(prefix) :].split()[0]
+    if word in COMMANDS:  # "remoteit-proxy --config x.ini check": serve was implied
+        return f"put the command first: {PROG} {word} [OPTIONS]"
     if not word.startswith("-"):
         return f"unexpected argument '{word}' for {command}"
     name = word.partition("=")[0]
-    own = [o.flag for o in (CONFIG_OPTION, *(_BY_NAME[n] for n in COMMAND_OPTIONS[command]))]
     if name.removeprefix("--") in _BY_NAME:
         users = [c for c, names in COMMAND_OPTIONS.items() if name.removeprefix("--") in names]
         return f"{command} has no option {name} (it is an option of {', '.join(users)})"
-    extra = ["--force", "--developer-key-file", "--method", "--content-type", "--data-file"]
-    return f"{command} has no option {name}{_suggest(name, own + extra + ['--help'])}"
+    return f"{command} has no option {name}{_suggest(name, _options_of(parser, command))}"
+
+
+def _options_of(parser: _Parser, command: str) -> list[str]:
+    """The option strings of one command's own parser."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            sub = action.choices[command]
+            return [string for own in sub._actions for string in own.option_strings]
+    return []
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -202,11 +211,12 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     elif args[0] not in (*COMMANDS, "-h", "--help", "--version"):
         _exit(f"'{args[0]}' is not a command{_suggest(args[0], COMMANDS)}", None)
     command = args[0] if args[0] in COMMANDS else None
+    parser = build_parser()
     try:
-        return build_parser().parse_args(args)
+        return parser.parse_args(args)
     except UsageError as exc:
         message = str(exc)
-        worded = _unknown_option(message, command) if command else None
+        worded = _unknown_option(message, command, parser) if command else None
         _exit(worded or message, command)
 
 

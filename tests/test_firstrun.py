@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import shlex
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -103,6 +104,9 @@ def test_top_level_help_lists_every_command() -> None:
         (["check", "--profle", "x"], "check has no option --profle; did you mean '--profile'?"),
         (["check", "--workers", "2"], "check has no option --workers (it is an option of serve)"),
         (["sign"], "the following arguments are required: PATH_OR_URL"),
+        (["configure", "--developer-key-fil", "x"], "configure has no option --developer-key-fil"),
+        (["sign", "/x", "--formt", "curl"], "sign has no option --formt; did you mean '--format'?"),
+        (["--config", "x.ini", "check"], "put the command first: remoteit-proxy check [OPTIONS]"),
     ],
 )
 def test_unknown_commands_and_options_are_named_with_the_nearest(
@@ -123,9 +127,13 @@ def test_a_config_file_without_a_section_header_names_the_file_and_the_section(
     line = run_failing(["--config", str(config)], base_env(tmp_path))
     assert str(config) in line and "[proxy]" in line and "line 1" in line
     assert "Error" not in line  # no Python class name
-    config.write_text("[server]\nlisten = 127.0.0.1:8181\n")
+    config.write_text("# nothing yet\n")
     line = run_failing(["--config", str(config)], base_env(tmp_path))
     assert f"config file {config} has no [proxy] section" in line
+    # A misspelt section is named, not ignored: its settings would silently not apply.
+    config.write_text("[proxy]\n[clients.backup]\nprofile = work\n")
+    line = run_failing(["--config", str(config)], base_env(tmp_path))
+    assert "unknown section [clients.backup]" in line and "[client.NAME]" in line
 
 
 @pytest.mark.parametrize(
@@ -269,5 +277,53 @@ def test_sign_curl_output_is_quiet_and_quoted_for_the_shell(creds: Path, tmp_pat
     assert words[:2] == ["curl", "-sS"]
     assert words[4] == "https://api.remote.it" + target
     assert words[-2:] == ["--data-binary", f"@{body}"]
+    # What a shell makes of it: the same words, nothing expanded or run ($(id) stays text).
+    shell = subprocess.run(
+        ["sh", "-c", 'curl() { printf "%s\\n" "$@"; }; ' + result.stdout],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert shell.stdout.splitlines() == words[1:]
     for leak in (SECRET_B64, KEY_ID):
         assert leak not in result.stderr
+
+
+def test_settings_a_command_does_not_read_cannot_stop_it(creds: Path) -> None:
+    env = base_env(creds.parent) | {"REMOTEIT_PROXY_WORKERS": "many", "REMOTEIT_PROXY_LISTEN": "?"}
+    result = subprocess.run(
+        [sys.executable, "-m", "proxy", "sign", "--credentials", str(creds), "/graphql/v1"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    # serve reads them, and says which is wrong.
+    assert "REMOTEIT_PROXY_LISTEN: '?'" in run_failing(["--credentials", str(creds)], env)
+
+
+async def test_check_interrupted_exits_130_not_0(creds: Path) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # accepts, never answers
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "proxy",
+            "check",
+            "--credentials",
+            str(creds),
+            "--upstream",
+            f"http://127.0.0.1:{port}",
+            env=base_env(creds.parent),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        await asyncio.sleep(1.0)  # connected and waiting for the answer
+        process.send_signal(signal.SIGINT)
+        await asyncio.wait_for(process.communicate(), 10)
+    assert process.returncode == 130
