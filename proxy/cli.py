@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
+EXIT_INTERRUPTED = 130
 
 
 def raise_open_file_limit() -> None:
@@ -56,17 +57,26 @@ def _store(args: argparse.Namespace, settings: Settings) -> int:
 
     terminal = Terminal.from_stdio()
     try:
-        return _write_profile(args, settings, terminal)
+        lines = _write_profile(args, settings, terminal)
     except (KeyboardInterrupt, EOFError):
         print("\nremoteit-proxy: cancelled; the credentials file was not changed", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_INTERRUPTED
+    print("\n".join(lines))
+    if args.command != "configure" or not terminal.interactive:
+        return EXIT_OK
+    try:
+        run_check = terminal.confirm("Run 'remoteit-proxy check' now?", default=True)
+    except (KeyboardInterrupt, EOFError):  # the profile is written: a no to the offer
+        print(file=sys.stderr)
+        return EXIT_OK
+    return _check(settings) if run_check else EXIT_OK
 
 
-def _write_profile(args: argparse.Namespace, settings: Settings, terminal: Terminal) -> int:
+def _write_profile(args: argparse.Namespace, settings: Settings, terminal: Terminal) -> list[str]:
     from .onboard import run_configure, run_import
 
     if args.command == "import":
-        lines = run_import(
+        return run_import(
             args.file,
             credentials=settings.credentials,
             profile=settings.profile,
@@ -74,18 +84,12 @@ def _write_profile(args: argparse.Namespace, settings: Settings, terminal: Termi
             developer_key_file=args.developer_key_file,
             terminal=terminal,
         )
-    else:
-        lines = run_configure(
-            credentials=settings.credentials,
-            profile=settings.profile,
-            force=args.force,
-            terminal=terminal,
-        )
-    print("\n".join(lines))
-    offer = args.command == "configure" and terminal.interactive
-    if offer and terminal.confirm("Run 'remoteit-proxy check' now?", default=True):
-        return _check(settings)
-    return EXIT_OK
+    return run_configure(
+        credentials=settings.credentials,
+        profile=settings.profile,
+        force=args.force,
+        terminal=terminal,
+    )
 
 
 def _command(args: argparse.Namespace, settings: Settings) -> int:
@@ -93,8 +97,8 @@ def _command(args: argparse.Namespace, settings: Settings) -> int:
         return _check(settings)
     if args.command in ("import", "configure"):
         return _store(args, settings)
-    credentials = load_credentials(settings.credentials, settings.profile, os.environ)
     if args.command == "sign":
+        credentials = load_credentials(settings.credentials, settings.profile, os.environ)
         from .commands import sign_request
 
         method = args.method or ("POST" if args.data_file else "GET")
@@ -112,12 +116,14 @@ def _command(args: argparse.Namespace, settings: Settings) -> int:
             print(f"remoteit-proxy: warning: {warning}", file=sys.stderr)
         print(text)
         return EXIT_OK
+    from .clients import load_profiles
     from .workers import run, serve, serve_workers
 
+    profiles = load_profiles(settings, os.environ)
     raise_open_file_limit()
     if settings.workers > 1:
-        return serve_workers(settings, credentials)
-    run(serve(settings, credentials))
+        return serve_workers(settings, profiles)
+    run(serve(settings, profiles))
     return EXIT_OK
 
 
@@ -131,11 +137,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if option.name in used and hasattr(args, option.key)
     }
     try:
-        settings = resolve(given, os.environ, serving=args.command == "serve")
+        settings = resolve(given, os.environ, serving=args.command == "serve", used=used)
         setup_logging(settings.log_level, settings.log_format)
         return _command(args, settings)
     except ConfigError as exc:
         print(f"remoteit-proxy: error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:
-        return EXIT_OK
+        # Ctrl+C is how serve stops on Windows (no signal handlers there): a normal end.
+        # Anything else was cut short: 130, as shells report an interrupted command.
+        return EXIT_OK if args.command == "serve" else EXIT_INTERRUPTED

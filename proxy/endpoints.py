@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -14,29 +14,41 @@ from .metrics import CONTENT_TYPE
 
 if TYPE_CHECKING:
     from .app import ProxyState
+    from .clients import Client
 
 PREFIX = "/-/"
 
 
+def _key(client: Client) -> dict[str, Any]:
+    """One client's key as health shows it: the key id masked, never a secret."""
+    creds = client.credentials.current
+    loaded = datetime.fromtimestamp(client.credentials.loaded_at, timezone.utc)
+    return {
+        "profile": creds.profile,
+        "key_id": creds.masked_key_id,
+        "developer_key": creds.developer_key is not None,  # whether one is loaded, never it
+        "read_only": client.policy is not None and client.policy.read_only,
+        "credentials_loaded_at": loaded.isoformat(timespec="seconds"),
+    }
+
+
 def health(state: ProxyState) -> web.Response:
     """Liveness, and what an operator checks first. Never a secret: the key id is masked."""
-    creds = state.credentials.current
-    loaded = datetime.fromtimestamp(state.credentials.loaded_at, timezone.utc)
-    return web.json_response(
+    clients = state.clients
+    body: dict[str, Any] = {"status": "ok", "version": __version__, "pid": os.getpid()}
+    if clients.default is not None:
+        body.update(_key(clients.default))
+    else:
+        body["clients"] = {client.label: _key(client) for client in clients.all}
+    body.update(
         {
-            "status": "ok",
-            "version": __version__,
-            "pid": os.getpid(),  # which of several --workers answered
-            "profile": creds.profile,
-            "key_id": creds.masked_key_id,
-            "developer_key": creds.developer_key is not None,  # whether one is loaded, never it
             "upstream": str(state.settings.upstream),
             # This machine's clock minus the API's: positive when this machine is ahead.
             "clock_offset_seconds": state.skew.offset,
             "clock_correction": state.skew.correcting,
-            "credentials_loaded_at": loaded.isoformat(timespec="seconds"),
         }
     )
+    return web.json_response(body)
 
 
 def ready(state: ProxyState) -> web.Response:

@@ -18,6 +18,8 @@ from .wire import Framing, FramingError
 
 if TYPE_CHECKING:
     from .app import ProxyState
+    from .clients import Client
+    from .graphql_ops import Operation
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,14 @@ class Exchange:
     bytes_out: int = 0
     signed_corrected: bool = False
     aborted: int | None = None  # the status to log when the answer broke off mid-body
+    client: Client | None = None  # who asked (picked by the token)
+    body: bytes | None = None  # the body, when the policy had to read it whole
+    operations: list[Operation] | None = None  # GraphQL operations, when the policy looked
+    rule: str | None = None  # the policy rule that refused the request
+
+    @property
+    def client_label(self) -> str:
+        return self.client.label if self.client is not None else "-"
 
 
 class ErrorResponse(web.Response):
@@ -55,9 +65,7 @@ async def forward(
     assert pool is not None, "the connection pool is created at start-up"
     path = request.raw_path.partition("?")[0]  # for log lines: raw, so nothing decoded forges one
     try:
-        target, lines, body, length = await build_upstream_request(
-            request, state, exchange.request_id
-        )
+        target, lines, body, length = await build_upstream_request(request, state, exchange)
     except ConnectionError:  # the client left while its body was being read
         return _client_closed(request, path)
     except BodyTooLarge:

@@ -6,7 +6,10 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
+
+from .policy import Operation
 
 access_log = logging.getLogger("proxy.access")
 LOG_FORMATS = ("text", "json")
@@ -53,13 +56,20 @@ def log_access(
     upstream_seconds: float | None,
     request_id: str,
     code: str | None = None,
+    client: str | None = None,
+    profile: str | None = None,
+    operations: Sequence[Operation] | None = None,
+    rule: str | None = None,
     hint: str = "",
     level: int = logging.INFO,
 ) -> None:
     """The access line: no header values, no bodies, no query string.
 
     ``code`` is the proxy's own error code when the proxy answered (``code=...`` in the line),
-    so that its refusals are told apart from the API's.
+    so that its refusals are told apart from the API's. ``client`` is the client's name (None
+    without client sections), ``profile`` the profile signed with; ``operations`` the GraphQL
+    operations a policy looked at (type, name and root fields: never arguments or variables),
+    ``rule`` the policy rule that refused the request.
     """
     if not access_log.isEnabledFor(level):
         return
@@ -77,10 +87,24 @@ def log_access(
     }
     if hint:
         fields["hint"] = hint
+    audit = f" profile={profile}" if profile else ""
+    if client is not None or profile is not None:
+        fields["client"], fields["profile"] = client, profile
+        audit = f" client={client}{audit}" if client else audit
+    if operations:
+        fields["graphql"] = [
+            {"type": op.type, "name": op.name, "fields": list(op.fields)} for op in operations
+        ]
+        audit += " graphql=" + ";".join(
+            f"{op.type}:{op.name or '-'}[{','.join(op.fields)}]" for op in operations
+        )
+    if rule:
+        fields["rule"] = rule
+        audit += f" rule={rule}"
     upstream = "-" if upstream_ms is None else f"{upstream_ms}ms"
     access_log.log(
         level,
-        "%s %s %d%s in=%d out=%d %.1fms upstream=%s id=%s%s",
+        "%s %s %d%s in=%d out=%d %.1fms upstream=%s id=%s%s%s",
         method,
         path,
         status,
@@ -90,6 +114,7 @@ def log_access(
         seconds * 1000,
         upstream,
         request_id,
+        audit,
         f" likely causes: {hint}" if hint else "",
         extra={"fields": fields},
     )

@@ -52,6 +52,7 @@ class Metrics(Collector):
         self.in_flight = 0
         self.requests: dict[tuple[str, int], int] = {}
         self.upstream_errors: dict[str, int] = {}
+        self.refusals: dict[tuple[str, str], int] = {}  # (client, rule): bounded, from config
         self.duration = _Histogram()
         self.upstream_duration = _Histogram()
         self.registry = CollectorRegistry()
@@ -67,6 +68,11 @@ class Metrics(Collector):
 
     def upstream_error(self, reason: str) -> None:
         self.upstream_errors[reason] = self.upstream_errors.get(reason, 0) + 1
+
+    def refusal(self, client: str, reason: str) -> None:
+        """A request the policy refused: ``client`` is a configured name, ``reason`` a rule."""
+        key = (client, reason)
+        self.refusals[key] = self.refusals.get(key, 0) + 1
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(
@@ -93,6 +99,14 @@ class Metrics(Collector):
         for reason, count in sorted(self.upstream_errors.items()):
             errors.add_metric([reason], count)
         yield errors
+        refusals = CounterMetricFamily(
+            "remoteit_proxy_policy_refusals",
+            "Requests the policy refused, by client and reason",
+            labels=["client", "reason"],
+        )
+        for (client, reason), count in sorted(self.refusals.items()):
+            refusals.add_metric([client, reason], count)
+        yield refusals
         reloads = CounterMetricFamily(
             "remoteit_proxy_credential_reloads", "Credential reloads by result", labels=["result"]
         )

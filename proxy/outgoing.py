@@ -14,18 +14,23 @@ from .signing import DEFAULT_CONTENT_TYPE
 if TYPE_CHECKING:
     from .app import ProxyState
     from .credentials import Credentials
+    from .forward import Exchange
     from .settings import Settings
 
 # The vendor's collection sends it lower-case; header names are case-insensitive (RFC 9110 5.1).
 DEVELOPER_KEY_HEADER = "DeveloperKey"
+USER_HEADER = "X-R3-User"
 # The client's fields of the names the proxy writes itself are dropped: it signs last, with
 # nothing of the client's beside its own. By (developer key, Content-Digest signed), built once.
+# With a policy, X-R3-User (act as another user of the account) is dropped unless allowed.
 _DROP = {
-    (key, digest): REQUEST_DROP_RAW
+    (key, digest, user): REQUEST_DROP_RAW
     | ({DEVELOPER_KEY_HEADER.lower().encode()} if key else set())
     | ({b"content-digest"} if digest else set())
+    | ({USER_HEADER.lower().encode()} if user else set())
     for key in (False, True)
     for digest in (False, True)
+    for user in (False, True)
 }
 
 Body = bytes | StreamReader | None
@@ -92,7 +97,7 @@ def signed_headers(
 
 
 async def read_body(
-    request: web.Request, settings: Settings
+    request: web.Request, settings: Settings, whole: bytes | None = None
 ) -> tuple[Body, int | None, bytes | None]:
     """The body to send, its length (None for a chunked stream), and its SHA-256 when the
     signature covers a digest.
@@ -100,6 +105,9 @@ async def read_body(
     It streams unless the signature needs what only the whole body tells: a digest, or the
     length of a chunked body. Then it is buffered, up to ``--max-buffered-body``.
     """
+    if whole is not None:  # already read whole, for the policy: sent as it came
+        sha256 = hashlib.sha256(whole).digest() if settings.sign_content_digest else None
+        return whole, len(whole), sha256
     length = request.content_length
     chunked = request.body_exists and length is None
     if not (settings.sign_content_digest or (settings.signs_length and chunked)):
@@ -110,16 +118,21 @@ async def read_body(
             # bounded all the same.
             return await request.read(), length, None
         return request.content, length, None
-    limit = settings.max_buffered_body
-    if length is not None and length > limit:
+    body = await read_whole(request, settings.max_buffered_body)
+    sha256 = hashlib.sha256(body).digest() if settings.sign_content_digest else None
+    return body, len(body), sha256
+
+
+async def read_whole(request: web.Request, limit: int) -> bytes:
+    """The whole body, refused (BodyTooLarge) as soon as it is known to be over ``limit``."""
+    if request.content_length is not None and request.content_length > limit:
         raise BodyTooLarge
     body = bytearray()
     async for chunk in request.content.iter_any():
         if len(body) + len(chunk) > limit:
             raise BodyTooLarge
         body += chunk
-    sha256 = hashlib.sha256(body).digest() if settings.sign_content_digest else None
-    return bytes(body), len(body), sha256
+    return bytes(body)
 
 
 def _wire_target(raw: str) -> str:
@@ -134,15 +147,19 @@ def _wire_target(raw: str) -> str:
 
 
 async def build_upstream_request(
-    request: web.Request, state: ProxyState, request_id: str
+    request: web.Request, state: ProxyState, exchange: Exchange
 ) -> tuple[str, list[bytes], Body, int | None]:
     """The target, header lines, body and body length of the upstream request, signed after
     every other change."""
-    settings, creds = state.settings, state.credentials.current
+    settings, client = state.settings, exchange.client
+    assert client is not None, "a request is forwarded for a client"
+    creds = client.credentials.current
     upstream = settings.upstream
     target = upstream.prefix + _wire_target(request.raw_path)
-    body, length, sha256 = await read_body(request, settings)
-    drop = _DROP[bool(creds.developer_key), settings.sign_content_digest]
+    body, length, sha256 = await read_body(request, settings, exchange.body)
+    policy = client.policy
+    strip_user = policy is not None and not policy.allow_user_header
+    drop = _DROP[bool(creds.developer_key), settings.sign_content_digest, strip_user]
     lines = request_lines(request.headers, request.raw_headers, drop)
     content_type = request.headers.get("Content-Type")
     if (
@@ -152,7 +169,7 @@ async def build_upstream_request(
     ):
         content_type = None
     # The id in the access line: the client's own when usable, else a new one (replacing it).
-    lines.append(b"X-Request-Id: " + request_id.encode())
+    lines.append(b"X-Request-Id: " + exchange.request_id.encode())
     signed = signed_headers(
         settings,
         creds,

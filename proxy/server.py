@@ -20,12 +20,12 @@ from aiohttp.web_protocol import RequestHandler
 
 from .addresses import Listen
 from .app import ProxyState, handle
+from .clients import Clients
 from .clock import ClockSkew
 from .credentials import Credentials
 from .errors import ListenError
 from .forward import error_response
 from .metrics import Metrics
-from .reload import CredentialsWatcher
 from .settings import Settings
 from .upstream import create_pool
 
@@ -117,7 +117,7 @@ class ProxyService:
     def __init__(
         self,
         settings: Settings,
-        credentials: Credentials,
+        credentials: Credentials | Mapping[str, Credentials],
         *,
         environ: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.time,
@@ -126,15 +126,18 @@ class ProxyService:
     ) -> None:
         environ = os.environ if environ is None else environ
         self.settings = settings
-        self.watcher = CredentialsWatcher(
-            credentials, settings.credentials, settings.profile, environ
+        # ``credentials``: the one profile's, or every profile's by name (load_profiles).
+        profiles = (
+            {settings.profile: credentials} if isinstance(credentials, Credentials) else credentials
         )
+        self.clients = Clients(settings, profiles, environ)
+        self.watcher = next(iter(self.clients.watchers.values()))  # the first (or only) one
         self.skew = ClockSkew(
             settings.clock_skew_threshold, correct=not settings.no_clock_correction, clock=clock
         )
-        self.metrics = Metrics(lambda: dict(self.watcher.results), lambda: self.skew.offset)
+        self.metrics = Metrics(self.clients.reload_results, lambda: self.skew.offset)
         self.state = ProxyState(
-            settings=settings, credentials=self.watcher, skew=self.skew, metrics=self.metrics
+            settings=settings, clients=self.clients, skew=self.skew, metrics=self.metrics
         )
         self._environ = environ
         self._reload_interval = reload_interval
@@ -175,7 +178,8 @@ class ProxyService:
         except ListenError:
             await self.stop()
             raise
-        self._tasks.append(asyncio.create_task(self.watcher.run(self._reload_interval)))
+        for watcher in self.clients.watchers.values():
+            self._tasks.append(asyncio.create_task(watcher.run(self._reload_interval)))
         if listen.unix is not None:
             self.addresses = [f"unix:{listen.unix}"]
         else:

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import configparser
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from .addresses import Listen, Upstream, parse_listen, parse_upstream
+from .configfile import ClientConfig, parse_clients, read_config, read_token_file
 from .credentials import DEFAULT_PROFILE, default_credentials_path
 from .errors import ConfigError
 from .signing import DEFAULT_SIGNED_HEADERS
 from .values import (
     parse_bool,
+    parse_graphql_paths,
     parse_log_format,
     parse_log_level,
     parse_mode,
@@ -31,7 +32,6 @@ from .values import (
 __all__ = ["OPTIONS", "Option", "Settings", "parse_listen", "parse_upstream", "resolve"]
 
 ENV_PREFIX = "REMOTEIT_PROXY_"
-CONFIG_SECTION = "proxy"
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,10 @@ class Settings:
     sign_content_digest: bool = False
     max_buffered_body: int = 10 * 1024 * 1024
     workers: int = 1
+    read_only: bool = False
+    graphql_paths: tuple[str, ...] = ("/graphql/v1", "/graphql/beta")
     config: Path | None = None
+    clients: tuple[ClientConfig, ...] = ()
 
     @cached_property  # read several times per request: decided once
     def signs_length(self) -> bool:
@@ -153,77 +156,37 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("max-buffered-body", "10MiB", "largest body buffered to sign it", parse_size, "SIZE"),
     Option("workers", "1", "processes sharing the port (SO_REUSEPORT)", parse_workers, "N"),
+    Option(
+        "read-only",
+        "false",
+        "forward GraphQL queries and GET, HEAD, OPTIONS only",
+        parse_bool,
+        is_flag=True,
+    ),
+    Option(
+        "graphql-paths",
+        "/graphql/v1 /graphql/beta",
+        "paths whose requests are GraphQL (for the policy)",
+        parse_graphql_paths,
+        "LIST",
+    ),
 )
-CONFIG_OPTION = Option("config", None, "INI file with a [proxy] section", parse_path, "FILE")
+CONFIG_OPTION = Option(
+    "config", None, "INI file with a [proxy] section and [client.NAME] sections", parse_path, "FILE"
+)
+_KNOWN = frozenset(option.key for option in OPTIONS)
 
 
 def read_config_file(path: Path) -> dict[str, str]:
-    """Read the ``[proxy]`` section of a config file; unknown keys are errors, not ignored."""
-    parser = configparser.RawConfigParser(interpolation=None, default_section="\x00")
-    try:
-        with path.open(encoding="utf-8-sig") as file:
-            parser.read_file(file, source=str(path))
-    except FileNotFoundError:
-        raise ConfigError(
-            f"config file {path} does not exist; check --config or REMOTEIT_PROXY_CONFIG"
-        ) from None
-    except configparser.Error as exc:
-        raise ConfigError(f"config file {path}: {_ini_problem(exc)}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
-        raise ConfigError(f"config file {path} cannot be read ({reason})") from None
-    if any("\x00" in name for name in parser.sections()):
-        raise ConfigError(f"config file {path} has a NUL character; it is not a text file")
-    if not parser.has_section(CONFIG_SECTION):
-        raise ConfigError(
-            f"config file {path} has no [{CONFIG_SECTION}] section; put the settings under a "
-            f"[{CONFIG_SECTION}] line (see config.example.ini)"
-        )
-    values = dict(parser.items(CONFIG_SECTION))
-    known = {option.key for option in OPTIONS}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(
-            f"config file {path}: unknown setting {', '.join(unknown)} in [{CONFIG_SECTION}]; "
-            f"known settings: {', '.join(sorted(known))}"
-        )
-    return values
+    """The ``[proxy]`` section of a config file; unknown keys are errors, not ignored."""
+    return read_config(path, _KNOWN).values
 
 
-def _ini_problem(exc: configparser.Error) -> str:
-    """What is wrong with an INI file, in words (never the line itself, nor a class name)."""
-    if isinstance(exc, configparser.MissingSectionHeaderError):
-        return (
-            f"line {exc.lineno} comes before any section header; put the settings under a "
-            f"[{CONFIG_SECTION}] line at the top"
-        )
-    if isinstance(exc, configparser.DuplicateSectionError):
-        return f"section [{exc.section}] appears twice (line {exc.lineno}); keep only one"
-    if isinstance(exc, configparser.DuplicateOptionError):
-        return (
-            f"setting {exc.option} appears twice in [{exc.section}] (line {exc.lineno}); "
-            "keep only one"
-        )
-    if isinstance(exc, configparser.ParsingError):
-        lines = ", ".join(str(lineno) for lineno, _ in exc.errors[:5])
-        return f"line {lines} is neither 'key = value' nor '[section]'; fix or remove it"
-    return "it cannot be read as an INI file; check its syntax"
-
-
-def _read_token_file(path: Path) -> str:
-    try:
-        token = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigError(f"--token-file: cannot read {path} ({reason})") from None
-    if not token:
-        raise ConfigError(f"--token-file: {path} is empty; write the token into it")
-    return parse_token(token, f"--token-file {path}")
-
-
-def _check_exposure(values: Mapping[str, Any]) -> None:
+def _check_exposure(values: Mapping[str, Any], clients: tuple[ClientConfig, ...]) -> None:
     listen: Listen = values["listen"]
     if listen.is_loopback or values["token"] is not None or values["allow_unauthenticated"]:
+        return
+    if clients:  # every request must carry one client's token
         return
     raise ConfigError(
         f"refusing to listen on {listen} without a token: anyone who can reach that address "
@@ -233,21 +196,33 @@ def _check_exposure(values: Mapping[str, Any]) -> None:
     )
 
 
-def resolve(cli: Mapping[str, str], environ: Mapping[str, str], serving: bool = True) -> Settings:
+def resolve(
+    cli: Mapping[str, str],
+    environ: Mapping[str, str],
+    serving: bool = True,
+    used: Collection[str] | None = None,
+) -> Settings:
     """Resolve every option: command line > environment > config file > defaults.
 
     ``cli`` maps option names (``log-level``) to the strings given on the command line.
-    ``serving`` False skips the listener's exposure check (``check`` and ``sign`` listen nowhere).
+    ``serving`` False skips what only serving needs: the token, the client sections and the
+    listener's exposure check. ``used`` names the options a command reads (None: all); the
+    others keep their defaults, so that a value meant for ``serve`` cannot stop ``check``.
     """
     config_path: Path | None = None
     if "config" in cli:
         config_path = Path(cli["config"]).expanduser()
     elif environ.get(CONFIG_OPTION.env):
         config_path = Path(environ[CONFIG_OPTION.env]).expanduser()
-    from_file = read_config_file(config_path) if config_path is not None else {}
+    config = read_config(config_path, _KNOWN) if config_path is not None else None
+    from_file = config.values if config is not None else {}
 
     values: dict[str, Any] = {}
     for option in OPTIONS:
+        if used is not None and option.name not in used:
+            default = option.default
+            values[option.key] = None if default is None else option.parse(default, "default")
+            continue
         if option.name in cli:
             raw, origin = cli[option.name], option.flag
         elif environ.get(option.env):
@@ -265,9 +240,12 @@ def resolve(cli: Mapping[str, str], environ: Mapping[str, str], serving: bool = 
     if values["token_file"] is not None and serving:  # the other commands take no token
         if values["token"] is not None:
             raise ConfigError("--token and --token-file are both set; use only one of them")
-        values["token"] = _read_token_file(values["token_file"])
+        values["token"] = read_token_file(values["token_file"], "--token-file")
     if values["sign_content_digest"] and values["scheme"] != "rfc9421":
         raise ConfigError("--sign-content-digest needs --scheme rfc9421 (cavage signs no digest)")
+    clients: tuple[ClientConfig, ...] = ()
+    if config is not None and config_path is not None and serving:  # the clients' tokens too
+        clients = parse_clients(config, config_path, environ, values["profile"], values["token"])
     if serving:
-        _check_exposure(values)
-    return Settings(config=config_path, **values)
+        _check_exposure(values, clients)
+    return Settings(config=config_path, clients=clients, **values)

@@ -101,3 +101,12 @@ def parse_workers(value: str, origin: str) -> int:
     if not value.isdigit() or not 1 <= int(value) <= 64:
         raise ConfigError(f"{origin}: {value!r} is not a number of processes from 1 to 64")
     return int(value)
+
+
+def parse_graphql_paths(value: str, origin: str) -> tuple[str, ...]:
+    paths = tuple(value.split())
+    if not paths or any(not p.startswith("/") or "?" in p for p in paths):
+        raise ConfigError(
+            f"{origin}: {value!r} is not a list of paths such as /graphql/v1 /graphql/beta"
+        )
+    return tuple(p.rstrip("/") or "/" for p in paths)

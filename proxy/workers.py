@@ -9,21 +9,24 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from dataclasses import replace
 from typing import Any
 
 from . import __version__
 from .addresses import Listen
+from .clients import Client
 from .credentials import Credentials
 from .errors import ConfigError
 from .server import ProxyService
 from .settings import Settings
 
 log = logging.getLogger("proxy")
+# One profile's credentials, or every profile's by name (clients.load_profiles).
+Profiles = Credentials | Mapping[str, Credentials]
 
 
-async def serve(settings: Settings, credentials: Credentials, worker: int = 0) -> None:
+async def serve(settings: Settings, credentials: Profiles, worker: int = 0) -> None:
     """Run the proxy until SIGINT or SIGTERM, then let in-flight requests finish.
 
     ``worker`` is this process's number (1 to --workers) when there are several, else 0.
@@ -37,18 +40,15 @@ async def serve(settings: Settings, credentials: Credentials, worker: int = 0) -
     with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
         loop.add_signal_handler(signal.SIGINT, stop.set)
         loop.add_signal_handler(signal.SIGTERM, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, service.watcher.reload, "SIGHUP")
+        loop.add_signal_handler(signal.SIGHUP, service.clients.reload, "SIGHUP")
     addresses = await service.start()
     log.info(
-        "remoteit-proxy %s%s listening on %s, forwarding to %s, profile %s, key %s, "
-        "developer_key=%s (%s)",
+        "remoteit-proxy %s%s listening on %s, forwarding to %s, %s (%s)",
         __version__,
         f" worker {worker}/{settings.workers} (pid {os.getpid()})" if worker else "",
         ", ".join(addresses),
         settings.upstream,
-        credentials.profile,
-        credentials.masked_key_id,
-        "true" if credentials.developer_key is not None else "false",
+        "; ".join(_describe(client) for client in service.clients.all),
         type(asyncio.get_running_loop()).__module__.partition(".")[0],
     )
     if settings.token is None and not settings.listen.is_loopback:
@@ -64,6 +64,18 @@ async def serve(settings: Settings, credentials: Credentials, worker: int = 0) -
         )
         await service.stop()
         log.info("stopped")
+
+
+def _describe(client: Client) -> str:
+    """A client in the start-up line: never a secret, the key id masked."""
+    creds = client.credentials.current
+    text = (
+        f"profile {creds.profile}, key {creds.masked_key_id}, "
+        f"developer_key={'true' if creds.developer_key is not None else 'false'}"
+    )
+    if client.policy is not None and client.policy.read_only:
+        text += ", read-only"
+    return f"client {client.name}: {text}" if client.name else text
 
 
 def run(main: Coroutine[Any, Any, None]) -> None:
@@ -91,7 +103,7 @@ def _reserve_port(listen: Listen) -> tuple[socket.socket, int]:
     return holder, int(holder.getsockname()[1])
 
 
-def serve_workers(settings: Settings, credentials: Credentials) -> int:
+def serve_workers(settings: Settings, credentials: Profiles) -> int:
     """Fork ``--workers`` processes that each listen on the same port with SO_REUSEPORT, so
     the kernel spreads connections over them; forward signals to them; wait for them all.
 

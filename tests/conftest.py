@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestServer
 from fake_upstream import FakeUpstream
 from yarl import URL
 
-from proxy.credentials import load_credentials
+from proxy.clients import load_profiles
 from proxy.server import ProxyService
 from proxy.settings import resolve
 
@@ -105,7 +105,7 @@ async def make_proxy(upstream: FakeUpstream, credentials_file: Path) -> AsyncIte
         given.update({k.replace("_", "-"): v for k, v in cli.items()})
         env = environ or {}
         settings = resolve(given, env)
-        creds = load_credentials(settings.credentials, settings.profile, env)
+        creds = load_profiles(settings, env)
         service = ProxyService(
             settings, creds, environ=env, clock=clock, reload_interval=reload_interval
         )

@@ -8,6 +8,7 @@ from pathlib import Path
 from proxy.settings import CONFIG_OPTION, OPTIONS, read_config_file, resolve
 
 ROOT = Path(__file__).parent.parent
+CLIENTS = "# --- Clients"
 
 
 def shell_blocks(text: str) -> list[str]:
@@ -24,7 +25,7 @@ def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one() -> Non
 
 
 def test_example_config_documents_every_setting_with_its_default(tmp_path: Path) -> None:
-    example = (ROOT / "config.example.ini").read_text()
+    example = (ROOT / "config.example.ini").read_text().split(CLIENTS)[0]
     # Uncommenting every "# key = value" line must give a valid file equal to the defaults.
     uncommented = re.sub(r"^# (\w+ = .*)$", r"\1", example, flags=re.M)
     config = tmp_path / "proxy.ini"
@@ -61,3 +62,27 @@ def test_readme_configuration_table_lists_every_option_with_its_default() -> Non
 
 def test_readme_is_short_enough_to_read() -> None:
     assert len((ROOT / "README.md").read_bytes()) < 21_000
+
+
+def test_example_client_section_uncommented_is_a_working_client(tmp_path: Path) -> None:
+    example = (ROOT / "config.example.ini").read_text()
+    section = example.split(CLIENTS)[1]
+    # Uncomment the example (its own comments start with "# #"); put its token where it says.
+    token = tmp_path / "backup-token"
+    token.write_text("backup-token-value\n")
+    text = "\n".join(
+        line[2:] for line in section.splitlines() if line.startswith("# ") and line[2:3] != "#"
+    )
+    text = text.replace("/run/secrets/backup-token", str(token))
+    config = tmp_path / "proxy.ini"
+    config.write_text(text[text.index("[client.backup]") :])
+    settings = resolve({"config": str(config)}, {})
+    (client,) = settings.clients
+    assert (client.name, client.token, client.profile) == ("backup", "backup-token-value", "work")
+    policy = client.policy
+    assert policy.read_only and not policy.allow_user_header
+    assert policy.graphql == {"query": {"login", "devices"}, "mutation": frozenset()}
+    assert [str(rule) for rule in policy.rest or ()] == [
+        "GET /apv/v27/device/list/*",
+        "GET /apv/v27/user/*",
+    ]

@@ -87,6 +87,8 @@ def test_option_table_names_env_and_keys() -> None:
         "sign-content-digest",
         "max-buffered-body",
         "workers",
+        "read-only",
+        "graphql-paths",
     ]
     by_name = {o.name: o for o in OPTIONS}
     assert by_name["log-level"].flag == "--log-level"
@@ -137,6 +139,8 @@ def test_option_table_defaults_match_resolved_defaults() -> None:
         "sign-content-digest": "false",
         "max-buffered-body": "10MiB",
         "workers": "1",
+        "read-only": "false",
+        "graphql-paths": "/graphql/v1 /graphql/beta",
     }
 
 
@@ -471,10 +475,14 @@ def test_log_level_must_be_known(value: str) -> None:
 def test_read_config_file(tmp_path: Path) -> None:
     path = tmp_path / "proxy.ini"
     path.write_bytes(
-        b"\xef\xbb\xbf# comment\n[other]\nanything = goes\n[proxy]\n; comment\n"
+        b"\xef\xbb\xbf# comment\n[proxy]\n; comment\n"
         b"LOG_LEVEL = debug\nlisten: [::1]:1\nprofile = 100%\n"
     )
     assert read_config_file(path) == {"log_level": "debug", "listen": "[::1]:1", "profile": "100%"}
+    # Any other section is refused: a misspelt one would silently not apply.
+    path.write_text("[proxy]\n[other]\nanything = goes\n")
+    with pytest.raises(ConfigError, match=r"unknown section \[other\]"):
+        read_config_file(path)
 
 
 def test_every_option_key_is_accepted_in_the_config_file(tmp_path: Path) -> None:
