@@ -20,8 +20,8 @@ from .profiles import (
     select_profile,
 )
 
-__all__ = ["DEFAULT_PROFILE", "ENVIRONMENT", "Credentials", "load_credentials", "mask"]
-
+__all__ = ["DEFAULT_PROFILE", "ENVIRONMENT", "Credentials", "check_value", "decode_secret"]
+__all__ += ["load_credentials", "mask", "value_problem"]
 
 ENVIRONMENT = "environment"
 
@@ -71,9 +71,9 @@ def default_credentials_path() -> Path:
     return Path.home() / ".remoteit" / "credentials"
 
 
-def _comment_hint(where: str) -> str:
-    # Only a file has comments: for an environment variable the hint would point the wrong way.
-    if where == ENVIRONMENT:
+def _comment_hint(ini: bool) -> str:
+    # Only an INI file has comments: for any other source the hint would point the wrong way.
+    if not ini:
         return ""
     return (
         " (a comment after a value must be separated from it by white space and start with "
@@ -81,34 +81,32 @@ def _comment_hint(where: str) -> str:
     )
 
 
-def _check_placeholder(key: str, value: str, where: str) -> None:
+def _placeholder(key: str, value: str, omit: str | None) -> str | None:
     if value not in _PLACEHOLDERS:
-        return
+        return None
     source = "from the Remote.It account page"
     if key == SECRET_ACCESS_KEY:
         source += " (shown once, when you create the key, and in the CSV file you downloaded then)"
     optional = ""
-    if key == DEVELOPER_API_KEY:
-        drop = f"unset {key}" if where == ENVIRONMENT else "remove the line"
-        optional = f", or {drop} (the developer API key is optional)"
-    raise CredentialsError(
-        f"{where}: {key} is {value!r}, the placeholder value from the README and the examples; "
+    if key == DEVELOPER_API_KEY and omit:
+        optional = f", or {omit} (the developer API key is optional)"
+    return (
+        f"{key} is {value!r}, the placeholder value from the README and the examples; "
         f"replace it with your real {_NAMES[key][1]} {source}{optional}"
     )
 
 
-def decode_secret(value: str, where: str) -> bytes:
-    """Decode a secret from standard or URL-safe base64, with or without padding.
-
-    White space anywhere is ignored (a secret wrapped over lines or pasted with spaces).
-    ``where`` names the file and profile, or the environment, for the error message.
-    """
-    text = "".join(value.split()).translate(_URLSAFE_TO_STANDARD)
+def _secret(value: str, ini: bool) -> bytes | str:
+    """The secret's bytes, decoded from standard or URL-safe base64, or why it cannot be."""
+    text = "".join(value.split())
+    placeholder = _placeholder(SECRET_ACCESS_KEY, text, None)
+    if placeholder is not None:
+        return placeholder
+    text = text.translate(_URLSAFE_TO_STANDARD)
     if not _BASE64_CHARS.fullmatch(text):
-        raise CredentialsError(
-            f"{where}: {SECRET_ACCESS_KEY} is not valid base64: it contains characters that "
-            f"base64 does not use{_comment_hint(where)}; copy the secret access key again "
-            f"{_FROM_THE_CSV}"
+        return (
+            f"{SECRET_ACCESS_KEY} is not valid base64: it contains characters that base64 does "
+            f"not use{_comment_hint(ini)}; copy the secret access key again {_FROM_THE_CSV}"
         )
     text += "=" * (-len(text) % 4)
     try:
@@ -116,35 +114,79 @@ def decode_secret(value: str, where: str) -> bytes:
     except (binascii.Error, ValueError):
         secret = b""
     if not secret:
-        raise CredentialsError(
-            f"{where}: {SECRET_ACCESS_KEY} is not valid base64: part of it is missing or its '=' "
-            f"padding is misplaced; copy the whole secret access key again {_FROM_THE_CSV}"
+        return (
+            f"{SECRET_ACCESS_KEY} is not valid base64: part of it is missing or its '=' padding "
+            f"is misplaced; copy the whole secret access key again {_FROM_THE_CSV}"
         )
     return secret
 
 
-def _check_token(key: str, value: str, where: str, forbidden: frozenset[str]) -> str:
-    """``value`` if it may go into a header; else an error that names what is wrong with it."""
-    _check_placeholder(key, value, where)
+def _token(key: str, value: str, ini: bool, omit: str | None) -> str | None:
+    """Why ``value`` cannot go into a header (naming what is wrong with it), or None."""
+    placeholder = _placeholder(key, value, omit)
+    if placeholder is not None:
+        return placeholder
+    forbidden = _FORBIDDEN_IN_KEY_ID if key == ACCESS_KEY_ID else frozenset()
     if _TOKEN_CHARS.fullmatch(value) and not forbidden.intersection(value):
-        return value
+        return None
     article, name = _NAMES[key]
     if any(char.isspace() for char in value):
         problem = f"contains white space, which {article} {name} never does; remove it"
-        problem += _comment_hint(where)
+        problem += _comment_hint(ini)
     elif forbidden.intersection(value):
-        problem = (
-            f"contains a quote or a backslash, which {article} {name} never does; put quotes "
-            "around the whole value or none"
-        )
+        # An INI file drops quotes around a whole value; anywhere else they are part of it.
+        fix = "put quotes around the whole value or none" if ini else "remove it"
+        problem = f"contains a quote or a backslash, which {article} {name} never does; {fix}"
     else:
         problem = (
             "contains characters that are not printable ASCII (such as invisible or typographic "
             "ones added by copying); remove them"
         )
-    raise CredentialsError(
-        f"{where}: {key} {problem}, or copy the {name} again from the Remote.It account page"
-    )
+    return f"{key} {problem}, or copy the {name} again from the Remote.It account page"
+
+
+def value_problem(
+    key: str, value: str, *, ini: bool = False, omit: str | None = None
+) -> str | None:
+    """Why serve would refuse ``value`` for ``key`` (one of the three R3_* keys), or None.
+
+    The reason names the key and the fix, never the value (a placeholder excepted). ``ini``:
+    the value comes from an INI file, where a comment may follow it and quotes around it are
+    dropped; ``omit``: how to leave the optional developer key out there ('remove the line').
+    """
+    if key not in _NAMES:
+        raise ValueError(f"not a credentials key: {key}")
+    if not value:
+        return f"{key} is empty"
+    if key == SECRET_ACCESS_KEY:
+        secret = _secret(value, ini)
+        return secret if isinstance(secret, str) else None
+    return _token(key, value, ini, omit)
+
+
+def check_value(
+    key: str, value: str, where: str, *, ini: bool = False, omit: str | None = None
+) -> str:
+    """``value``, if serve would accept it for ``key``; else CredentialsError '``where``: why'.
+    ``where`` names the real source: 'PATH, profile [P]', 'environment', 'standard input, line
+    2'...; ``ini`` and ``omit`` as for value_problem."""
+    problem = value_problem(key, value, ini=ini, omit=omit)
+    if problem is not None:
+        raise CredentialsError(f"{where}: {problem}")
+    return value
+
+
+def decode_secret(value: str, where: str, *, ini: bool = False) -> bytes:
+    """Decode a secret from standard or URL-safe base64, with or without padding.
+
+    White space anywhere is ignored (a secret wrapped over lines or pasted with spaces).
+    ``where`` names the file and profile, or the environment, for the error message; ``ini``
+    as for value_problem.
+    """
+    secret = _secret(value, ini)
+    if isinstance(secret, str):
+        raise CredentialsError(f"{where}: {secret}")
+    return secret
 
 
 def _from_environment(environ: Mapping[str, str]) -> tuple[str, str] | None:
@@ -153,14 +195,8 @@ def _from_environment(environ: Mapping[str, str]) -> tuple[str, str] | None:
     if key_id and secret:
         return key_id, secret
     if key_id or secret:
-        present, absent = (
-            (ACCESS_KEY_ID, SECRET_ACCESS_KEY)
-            if key_id
-            else (
-                SECRET_ACCESS_KEY,
-                ACCESS_KEY_ID,
-            )
-        )
+        present = ACCESS_KEY_ID if key_id else SECRET_ACCESS_KEY
+        absent = SECRET_ACCESS_KEY if key_id else ACCESS_KEY_ID
         raise CredentialsError(
             f"the environment variable {present} is set but {absent} is not: set both to use "
             f"credentials from the environment, or unset {present} to use the credentials file"
@@ -193,15 +229,14 @@ def load_credentials(path: Path, profile: str, environ: Mapping[str, str]) -> Cr
                     f"{where}: {key} is missing or empty; add a line '{key}=...' "
                     "with the value from the Remote.It account page"
                 )
+    ini = pair is None  # the key id and secret come from the file
+    access_key_id = check_value(ACCESS_KEY_ID, key_id, where, ini=ini)
+    secret = decode_secret(secret_text, where, ini=ini)
     if env_developer_key is not None:
-        where_dev, developer_key = ENVIRONMENT, env_developer_key
-    else:
-        where_dev = where
-    access_key_id = _check_token(ACCESS_KEY_ID, key_id, where, _FORBIDDEN_IN_KEY_ID)
-    _check_placeholder(SECRET_ACCESS_KEY, secret_text.strip(), where)
-    secret = decode_secret(secret_text, where)
+        where, ini, developer_key = ENVIRONMENT, False, env_developer_key
     if developer_key:
-        developer_key = _check_token(DEVELOPER_API_KEY, developer_key, where_dev, frozenset())
+        omit = "remove the line" if ini else f"unset {DEVELOPER_API_KEY}"
+        developer_key = check_value(DEVELOPER_API_KEY, developer_key, where, ini=ini, omit=omit)
     return Credentials(
         access_key_id=access_key_id,
         secret=secret,

@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import codecs
 import configparser
-import contextlib
 import os
 import re
 import stat
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .credentials import decode_secret, load_credentials
 from .errors import ConfigError, CredentialsError
+from .fileio import read_limited, replace_file
 from .profiles import (
     ACCESS_KEY_ID,
     DEFAULT_PROFILE,
     DEVELOPER_API_KEY,
+    MAX_CREDENTIALS_SIZE,
     SECRET_ACCESS_KEY,
+    TOO_BIG,
+    match_profile,
     parse_profiles,
 )
 
@@ -30,7 +32,6 @@ _HEADER = configparser.RawConfigParser.SECTCRE
 # '.' is refused by select_profile; brackets and control characters would break the header.
 _BAD_NAME = re.compile(r"[\[\].\x00-\x1f\x7f]")
 _BOM = codecs.BOM_UTF8
-FOLDER_MODE = 0o700
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,9 @@ class Profile:
 class Written:
     """What a write did, for the command's report."""
 
-    path: Path
+    path: Path  # as given
+    real: Path  # the file written: ``path`` itself unless it leads through a symbolic link
+    profile: str  # the name of the profile written (a profile replaced keeps its name)
     created: bool
     replaced: str | None  # the name of the profile replaced; None when one was added
     mode: int | None  # the file's permission bits now (None on Windows)
@@ -74,20 +77,22 @@ class CredentialsFile:
     profiles: Mapping[str, Mapping[str, str]] = field(default_factory=dict, repr=False)
     file_stat: os.stat_result | None = None
     bom: bool = False
+    data: bytes | None = field(default=None, repr=False)  # the bytes read; None: no file
 
     @classmethod
     def read(cls, path: Path) -> CredentialsFile:
         """Read and parse the file; one that cannot be parsed is refused, never overwritten."""
         try:
-            data, st = path.read_bytes(), path.stat()
+            data, st = read_limited(
+                path,
+                str(path),
+                MAX_CREDENTIALS_SIZE,
+                missing=None,
+                directory="point --credentials at a file",
+                too_big=TOO_BIG,
+            )
         except FileNotFoundError:
             return cls(path)
-        except IsADirectoryError:
-            raise ConfigError(f"{path} is a directory; point --credentials at a file") from None
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot read {path}: {exc.strerror}; check its permissions"
-            ) from None
         bom = data.startswith(_BOM)
         try:
             text = data[len(_BOM) if bom else 0 :].decode("utf-8")
@@ -96,30 +101,34 @@ class CredentialsFile:
             raise ConfigError(f"{path} is not UTF-8 text; it was not changed: fix it") from None
         except CredentialsError as exc:
             raise ConfigError(f"{exc}; {path} was not changed: fix it, then run again") from None
-        return cls(path, text, profiles, st, bom)
+        return cls(path, text, profiles, st, bom, data)
 
     def find(self, name: str) -> str | None:
-        """The profile a write of ``name`` replaces: ``name`` itself, else the only one that
-        differs from it in case only (which load_credentials would pick for ``name``)."""
+        """The profile a write of ``name`` replaces: the one load_credentials picks for it."""
         if not name or _BAD_NAME.search(name) or name != name.strip():
             raise ConfigError(
                 f"profile name {name!r} cannot be used: it must not be empty, start or end with "
                 "a space, or contain '.', '[', ']' or control characters; pick another --profile"
             )
-        if name in self.profiles:
-            return name
-        folded = [p for p in self.profiles if p.casefold() == name.casefold()]
-        return folded[0] if len(folded) == 1 else None
+        return match_profile(self.profiles, name)
 
     def write(self, name: str, profile: Profile) -> Written:
-        """Replace profile ``find(name)`` in place, or append ``[name]``; the rest stays as is."""
+        """Replace profile ``find(name)`` in place, keeping its name, or append ``[name]``; the
+        rest stays as is. Refused if the file changed since it was read."""
         replaced = self.find(name)
-        text = self._edited(name, replaced, profile)
-        self._check_parse(text, name, replaced, profile)
+        header = name if replaced is None else replaced
+        text = self._edited(header, replaced, profile)
+        self._check_parse(text, header, replaced, profile)
         data = (_BOM if self.bom else b"") + text.encode("utf-8")
-        _replace(self, data, lambda tmp: _check_load(tmp, self.path, name, profile))
-        mode = stat.S_IMODE(self.path.stat().st_mode) if os.name == "posix" else None
-        return Written(self.path, self.file_stat is None, replaced, mode)
+        real = replace_file(
+            self.path,
+            data,
+            before=self.data,
+            status=self.file_stat,
+            check=lambda tmp: _check_load(tmp, self.path, header, profile),
+        )
+        mode = stat.S_IMODE(real.stat().st_mode) if os.name == "posix" else None
+        return Written(self.path, real, header, self.file_stat is None, replaced, mode)
 
     def _unsafe(self, name: str) -> ConfigError:
         return ConfigError(
@@ -192,58 +201,3 @@ def _check_load(tmp: Path, path: Path, name: str, profile: Profile) -> None:
         loaded.developer_key != (profile.developer_key or None)
     ):
         raise ConfigError(f"profile [{name}] would not read back unchanged; {path} was not changed")
-
-
-def _replace(old: CredentialsFile, data: bytes, check: Callable[[Path], None]) -> None:
-    """Write ``data`` to a new private file next to the target, then rename it over the target,
-    so that a reader (or a crash) sees either the old file or the new one, never half of one."""
-    target = Path(os.path.realpath(old.path))  # through a symbolic link: the link stays
-    folder = target.parent
-    try:
-        folder.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
-        # mkstemp creates the file with mode 0600 (O_CREAT | O_EXCL): private from the first byte.
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot write {old.path}: {exc.strerror} in the folder {folder}; check that it "
-            "exists or can be created and that you may create files in it"
-        ) from None
-    tmp = Path(name)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        check(tmp)
-        if old.file_stat is not None and os.name == "posix":
-            # An existing file keeps its mode and, when allowed, its owner: a file prepared
-            # with sudo for a service user stays that user's.
-            os.chmod(tmp, stat.S_IMODE(old.file_stat.st_mode))
-            with contextlib.suppress(OSError):
-                os.chown(tmp, old.file_stat.st_uid, old.file_stat.st_gid)
-        if _stamp(target) != _stamp(old.file_stat):
-            raise ConfigError(f"{old.path} changed while being updated; it was not: run again")
-        os.replace(tmp, target)
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot write {old.path}: {exc.strerror}; it was not changed: free some space or "
-            "check the folder's permissions, then run again"
-        ) from None
-    finally:
-        tmp.unlink(missing_ok=True)
-    if os.name == "posix":  # make the rename itself durable; some file systems cannot
-        with contextlib.suppress(OSError):
-            folder_fd = os.open(folder, os.O_RDONLY)
-            try:
-                os.fsync(folder_fd)
-            finally:
-                os.close(folder_fd)
-
-
-def _stamp(where: Path | os.stat_result | None) -> tuple[int, int, int] | None:
-    if isinstance(where, Path):
-        try:
-            where = where.stat()
-        except FileNotFoundError:
-            return None
-    return None if where is None else (where.st_mtime_ns, where.st_size, where.st_ino)

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError
-from .profiles import ACCESS_KEY_ID, DEVELOPER_API_KEY, SECRET_ACCESS_KEY, parse_profiles
+from .fileio import read_limited
+from .profiles import ACCESS_KEY_ID, DEVELOPER_API_KEY, KEYS, SECRET_ACCESS_KEY, parse_profiles
 
 # Far more than any download; a bigger file is something else, and is not read into memory.
 _MAX_SIZE = 64 * 1024
@@ -19,6 +20,11 @@ _EXPECTED = f"expected a header '{','.join(_CSV_HEADER)}' and one row under it"
 # What only the INI form has: a '[profile]' header or a KEY=value line of the Remote.It tools.
 _INI_LINE = re.compile(r"\s*(?:\[|(?:export\s+)?R3_\w+\s*[=:])", re.IGNORECASE)
 _EMAIL = re.compile(r"[^\s@]+@[^\s@]+")
+# The developer key file: the key alone, or the line a shell or an env file would have.
+_DEVELOPER_KEY_LINE = re.compile(rf"(?:export\s+)?{DEVELOPER_API_KEY}\s*=(.*)", re.IGNORECASE)
+# 'NAME=value' for another name. A value of '=' only is base64 padding: the key itself.
+_OTHER_LINE = re.compile(r"(?:export\s+)?([A-Za-z_]\w*)\s*=\s*(?=.*[^=\s]).*")
+_KEY_ALONE = f"it must hold the developer API key alone, or a line '{DEVELOPER_API_KEY}=KEY'"
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,11 @@ class Download:
     email: str | None = None  # the '# user@example.com' line of the INI form
     form: str = "CSV"
 
+    @property
+    def ini(self) -> bool:
+        """Read as an INI file: comments after values cut, quotes around them dropped."""
+        return self.form != "CSV"
+
 
 def read_download(path: Path) -> Download:
     """Read ``path`` as the INI ``credentials`` / ``remoteit-credentials`` file or the CSV,
@@ -42,39 +53,56 @@ def read_download(path: Path) -> Download:
 
 
 def read_developer_key_file(path: Path, where: str) -> str:
-    """The text of a file holding the developer API key (copied from the account page)."""
+    """The developer API key (copied from the account page) in a file: alone, or in a line
+    ``R3_DEVELOPER_API_KEY=KEY`` (``export`` before it and quotes around the key allowed)."""
+    data, _ = read_limited(
+        path,
+        where,
+        _MAX_SIZE,
+        missing="check the path",
+        directory=_KEY_ALONE,
+        too_big=_KEY_ALONE,
+    )
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise ConfigError(f"{where} does not exist; check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
-        raise ConfigError(f"cannot read {where}: {why}; it must hold the key alone") from None
-    if not text.strip():
+        text = data.decode("utf-8-sig").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where} is not UTF-8 text; {_KEY_ALONE}") from None
+    if not text:
         raise ConfigError(
             f"{where} is empty; put the developer API key from the account page in it"
         )
-    return text.strip()
+    if len(text.splitlines()) > 1:
+        raise ConfigError(f"{where} has more than one line; {_KEY_ALONE}")
+    named = _DEVELOPER_KEY_LINE.fullmatch(text)
+    if named:
+        value = named.group(1).strip()
+        quoted = len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'"
+        return value[1:-1].strip() if quoted else value
+    other = _OTHER_LINE.fullmatch(text)
+    if other:
+        # Only a known key is named: any other NAME may be part of a pasted key.
+        known = other.group(1).upper()
+        what = (
+            f"a line {known}=..., not the developer API key"
+            if known in KEYS
+            else f"a line NAME=... for another setting than {DEVELOPER_API_KEY}"
+        )
+        raise ConfigError(f"{where} holds {what}; {_KEY_ALONE}")
+    return text
 
 
 def _read(path: Path) -> str:
-    try:
-        with path.open("rb") as file:
-            data = file.read(_MAX_SIZE + 1)
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{path} does not exist; give the file the Remote.It account page downloaded when "
-            "you created the access key (credentials, remoteit-credentials or a .csv file)"
-        ) from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path} is a directory; give the downloaded file itself") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}; check its permissions") from None
-    if len(data) > _MAX_SIZE:
-        raise ConfigError(
-            f"{path} is larger than {_MAX_SIZE // 1024} KiB, far larger than the file the "
-            "account page downloads; check that it is the right file"
-        )
+    data, _ = read_limited(
+        path,
+        str(path),
+        _MAX_SIZE,
+        missing=(
+            "give the file the Remote.It account page downloaded when you created the access "
+            "key (credentials, remoteit-credentials or a .csv file)"
+        ),
+        directory="give the downloaded file itself",
+        too_big="the account page downloads a far smaller file: check that it is the right one",
+    )
     # A spreadsheet program saving "Unicode text" writes UTF-16 with a byte order mark.
     utf16 = data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
     try:

@@ -11,16 +11,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .credentials import ENVIRONMENT, default_credentials_path, load_credentials, mask
+from .credentials import check_value, default_credentials_path, mask, value_problem
 from .credfile import CredentialsFile, Profile, Written
 from .downloads import read_developer_key_file, read_download
-from .errors import ConfigError, CredentialsError
-from .profiles import ACCESS_KEY_ID, DEFAULT_PROFILE, DEVELOPER_API_KEY, SECRET_ACCESS_KEY
+from .errors import ConfigError
+from .profiles import ACCESS_KEY_ID, DEVELOPER_API_KEY, KEYS, SECRET_ACCESS_KEY
 
 TRIES = 3
-_KEYS = (ACCESS_KEY_ID, SECRET_ACCESS_KEY, DEVELOPER_API_KEY)
-# Stand-ins for the values not being checked, so that load_credentials checks one value alone.
-_PROBE = {ACCESS_KEY_ID: "PROBE0KEY0ID0000", SECRET_ACCESS_KEY: "AAAA"}
 _STDIN_FORMAT = (
     f"without a terminal, configure reads {ACCESS_KEY_ID}, {SECRET_ACCESS_KEY} and optionally "
     f"{DEVELOPER_API_KEY} from standard input, one per line"
@@ -31,6 +28,16 @@ def _read_stdin_line() -> str:
     return sys.stdin.readline() if sys.stdin is not None else ""
 
 
+def _ask_line(prompt: str) -> str:
+    """A line typed in. The prompt goes to standard error, as getpass's goes to the terminal:
+    standard output, redirected or not, gets the result lines only."""
+    print(prompt, end="", file=sys.stderr, flush=True)
+    line = _read_stdin_line()
+    if not line:
+        raise EOFError
+    return line.rstrip("\r\n")
+
+
 def _tell(message: str) -> None:
     print(message, file=sys.stderr)
 
@@ -39,8 +46,8 @@ def _tell(message: str) -> None:
 class Terminal:
     """How the commands talk to the user; a test builds one from scripted callables."""
 
-    interactive: bool  # standard input and output are both terminals
-    ask: Callable[[str], str] = input  # a line, echoed
+    interactive: bool  # standard input is a terminal
+    ask: Callable[[str], str] = _ask_line  # a line, echoed
     ask_secret: Callable[[str], str] = getpass.getpass  # a line, not echoed
     read_line: Callable[[], str] = _read_stdin_line  # the next line for scripts, '' at the end
     tell: Callable[[str], None] = _tell  # a message while asking (why an answer was refused)
@@ -57,20 +64,9 @@ class Terminal:
 
     @classmethod
     def from_stdio(cls) -> Terminal:
-        streams = (sys.stdin, sys.stdout)
-        return cls(interactive=all(s is not None and s.isatty() for s in streams))
-
-
-def problem(key: str, value: str) -> str | None:
-    """Why serve would refuse ``value`` for ``key``, or None. Asks load_credentials itself,
-    through its environment route (which reads no file), so the rules are serve's own."""
-    if not value:
-        return f"{key} is empty"
-    try:
-        load_credentials(Path(os.devnull), DEFAULT_PROFILE, {**_PROBE, key: value})
-    except CredentialsError as exc:
-        return str(exc).removeprefix(f"{ENVIRONMENT}: ")
-    return None
+        """Interactive when standard input is a terminal, whatever standard output is: with
+        ``| tee log`` or ``> out.txt`` the keyboard still answers, the secret without echo."""
+        return cls(interactive=sys.stdin is not None and sys.stdin.isatty())
 
 
 def _clean(key: str, value: str) -> str:
@@ -78,12 +74,9 @@ def _clean(key: str, value: str) -> str:
     return "".join(value.split()) if key == SECRET_ACCESS_KEY else value.strip()
 
 
-def _require(key: str, value: str, where: str) -> str:
-    value = _clean(key, value)
-    reason = problem(key, value)
-    if reason is not None:
-        raise ConfigError(f"{where}: {reason}")
-    return value
+def _require(key: str, value: str, where: str, ini: bool = False, omit: str | None = None) -> str:
+    """The value cleaned, if serve accepts it; else an error naming ``where`` it came from."""
+    return check_value(key, _clean(key, value), where, ini=ini, omit=omit)
 
 
 def run_import(
@@ -98,17 +91,18 @@ def run_import(
 ) -> list[str]:
     """``import FILE``: store the key of an account page download in profile ``profile``."""
     download = read_download(source)
-    key_id = _require(ACCESS_KEY_ID, download.access_key_id, str(source))
-    secret = _require(SECRET_ACCESS_KEY, download.secret, str(source))
+    key_id = _require(ACCESS_KEY_ID, download.access_key_id, str(source), download.ini)
+    secret = _require(SECRET_ACCESS_KEY, download.secret, str(source), download.ini)
     store = CredentialsFile.read(credentials)
     _may_replace(store, profile, force, None)
     developer_key: str | None = None
     if developer_key_file is not None:
         where = f"--developer-key-file {developer_key_file}"
         text = read_developer_key_file(developer_key_file, where)
-        developer_key = _require(DEVELOPER_API_KEY, text, where)
+        developer_key = _require(DEVELOPER_API_KEY, text, where, omit="leave the option out")
     elif download.developer_key:
-        developer_key = _require(DEVELOPER_API_KEY, download.developer_key, str(source))
+        value, where = download.developer_key, str(source)
+        developer_key = _require(DEVELOPER_API_KEY, value, where, download.ini, "remove the line")
     elif terminal.interactive:
         developer_key = _ask(terminal, DEVELOPER_API_KEY, _developer_prompt(store, profile))
     new = Profile(key_id, secret, developer_key, download.email)
@@ -154,11 +148,20 @@ def _may_replace(store: CredentialsFile, name: str, force: bool, ask: Terminal |
     )
 
 
-def _developer_prompt(store: CredentialsFile, name: str) -> str:
+def _old_developer_key(store: CredentialsFile, name: str) -> tuple[str | None, str | None]:
+    """The developer key of the profile a write of ``name`` replaces, if it has a valid one;
+    else None and why the one it has is not valid (None: it has none)."""
     existing = store.find(name)
     old = store.profiles[existing].get(DEVELOPER_API_KEY.lower()) if existing else None
-    enter = "Enter to keep the current one" if old else "Enter to skip"
-    return f"Developer API key (optional, for the REST API; {enter}): "
+    if not old:
+        return None, None
+    reason = value_problem(DEVELOPER_API_KEY, old, ini=True)
+    return (old, None) if reason is None else (None, reason)
+
+
+def _developer_prompt(store: CredentialsFile, name: str) -> str:
+    enter = "keep the current one" if _old_developer_key(store, name)[0] else "skip"
+    return f"Developer API key (optional, for the REST API; Enter to {enter}): "
 
 
 def _ask(terminal: Terminal, key: str, prompt: str) -> str | None:
@@ -169,7 +172,7 @@ def _ask(terminal: Terminal, key: str, prompt: str) -> str | None:
         value = _clean(key, ask(prompt))
         if not value and key == DEVELOPER_API_KEY:
             return None
-        found = problem(key, value)
+        found = value_problem(key, value, omit="press Enter to skip it")
         if found is None:
             return value
         reason = found
@@ -180,60 +183,62 @@ def _ask(terminal: Terminal, key: str, prompt: str) -> str | None:
 
 def _read_values(terminal: Terminal) -> tuple[str, str, str | None]:
     values: list[str] = []
-    for number, key in enumerate(_KEYS, 1):
+    for number, key in enumerate(KEYS, 1):
         value = _clean(key, terminal.read_line())
         if not value and key != DEVELOPER_API_KEY:
             raise ConfigError(f"standard input: line {number}, {key}, is missing; {_STDIN_FORMAT}")
-        values.append(_require(key, value, f"standard input, line {number}") if value else "")
+        where, omit = f"standard input, line {number}", f"leave line {number} out"
+        values.append(_require(key, value, where, omit=omit) if value else "")
     return values[0], values[1], values[2] or None
 
 
 def _store(
     store: CredentialsFile, name: str, new: Profile, environ: Mapping[str, str]
 ) -> list[str]:
-    """Write the profile, keeping the developer key of the one it replaces when none is given:
-    the developer key belongs to the account, not to the access key being rotated."""
+    """Write the profile, keeping the developer key of the one it replaces when none is given
+    (it belongs to the account, not to the access key rotated), unless serve would refuse it."""
     existing = store.find(name)
     old = store.profiles[existing] if existing is not None else {}
-    kept = old.get(DEVELOPER_API_KEY.lower()) if not new.developer_key else None
+    kept, dropped = _old_developer_key(store, name) if not new.developer_key else (None, None)
     if kept:
-        where = f"{store.path}, profile [{existing}] (its developer key, kept)"
-        new = dataclasses.replace(new, developer_key=_require(DEVELOPER_API_KEY, kept, where))
+        new = dataclasses.replace(new, developer_key=kept)
     written = store.write(name, new)
-    return _report(written, name, new, old.get(ACCESS_KEY_ID.lower()), bool(kept), environ)
+    return _report(written, new, old.get(ACCESS_KEY_ID.lower()), bool(kept), dropped, environ)
 
 
 def _report(
     written: Written,
-    name: str,
     new: Profile,
     old_key_id: str | None,
     kept: bool,
+    dropped: str | None,
     environ: Mapping[str, str],
 ) -> list[str]:
-    path = written.path
+    path, name = written.real, written.profile
+    via = f" (reached through a symbolic link from {written.path})"
+    path_text = f"{path}{via}" if path != Path(os.path.abspath(written.path)) else str(path)
     if written.created:
-        done = f"Created {path} with profile [{name}]"
+        done = f"Created {path_text} with profile [{name}]"
     elif written.replaced is not None:
         was = f" (was {mask(old_key_id)})" if old_key_id else ""
-        renamed = f", now named [{name}]" if written.replaced != name else ""
-        done = f"Replaced profile [{written.replaced}]{renamed} in {path}{was}"
+        done = f"Replaced profile [{name}] in {path_text}{was}"
     else:
-        done = f"Added profile [{name}] to {path}"
+        done = f"Added profile [{name}] to {path_text}"
     account = f" of {new.comment}" if new.comment else ""
     lines = [f"{done}: access key {mask(new.access_key_id)}{account}."]
-    if kept:
-        lines.append("Developer API key: kept from the profile replaced.")
-    elif new.developer_key:
-        lines.append("Developer API key: stored.")
+    if kept or new.developer_key:
+        said = "kept from the profile replaced" if kept else "stored"
+    elif dropped:
+        said = f"the one in the profile replaced was not valid ({dropped}), not kept"
     else:
-        lines.append("Developer API key: none (optional; the REST API needs one).")
+        said = "none (optional; the REST API needs one)"
+    lines.append(f"Developer API key: {said}.")
     if written.mode is not None and written.mode & 0o077:
         lines.append(
             f"warning: {path} can be read by other users (mode {written.mode:o}); "
             f"run: chmod 600 {shlex.quote(str(path))}"
         )
-    overridden = [key for key in _KEYS if environ.get(key, "").strip()]
+    overridden = [key for key in KEYS if environ.get(key, "").strip()]
     if overridden:
         verb, them = ("is", "it") if len(overridden) == 1 else ("are", "them")
         lines.append(
@@ -241,7 +246,7 @@ def _report(
             f"use the environment's value instead of {path}; unset {them} to use the file"
         )
     command = ["remoteit-proxy", "check", "--profile", name]
-    if Path(os.path.abspath(path)) != default_credentials_path():
-        command += ["--credentials", str(path)]
+    if Path(os.path.abspath(written.path)) != default_credentials_path():
+        command += ["--credentials", str(written.path)]
     lines.append(f"Next: {shlex.join(command)}")
     return lines

@@ -7,10 +7,11 @@ import logging
 import os
 import re
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from .errors import CredentialsError
+from .fileio import read_limited
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +19,10 @@ ACCESS_KEY_ID = "R3_ACCESS_KEY_ID"
 SECRET_ACCESS_KEY = "R3_SECRET_ACCESS_KEY"
 DEVELOPER_API_KEY = "R3_DEVELOPER_API_KEY"
 DEFAULT_PROFILE = "DEFAULT"
+KEYS = (ACCESS_KEY_ID, SECRET_ACCESS_KEY, DEVELOPER_API_KEY)
+# A profile is some 150 bytes: thousands fit. A bigger file (or /dev/zero) is not read whole.
+MAX_CREDENTIALS_SIZE = 1024 * 1024
+TOO_BIG = "a credentials file is far smaller: check that --credentials names the right file"
 # A section name configparser can never produce, so that [DEFAULT] is an ordinary section here
 # instead of configparser's special one whose keys every other section inherits.
 _NO_DEFAULT_SECTION = "\x00"
@@ -30,24 +35,21 @@ _EXPORT = re.compile(r"^([ \t]*)export[ \t]+(?=[^\s=:])")
 
 def read_text(path: Path) -> str:
     """The file's text; warns when other users may read it, as ssh does."""
-    try:
-        data = path.read_bytes()
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        raise CredentialsError(
-            f"credentials file {path} does not exist: store your access key in it with "
-            "'remoteit-proxy import FILE' (the file the Remote.It account page downloads) or "
-            "'remoteit-proxy configure', or pass --credentials PATH, or set the environment "
-            f"variables {ACCESS_KEY_ID} and {SECRET_ACCESS_KEY}"
-        ) from None
-    except IsADirectoryError:
-        raise CredentialsError(
-            f"credentials path {path} is a directory; point --credentials at the file"
-        ) from None
-    except OSError as exc:
-        raise CredentialsError(
-            f"cannot read credentials file {path}: {exc.strerror}; check its permissions"
-        ) from None
+    data, status = read_limited(
+        path,
+        f"credentials file {path}",
+        MAX_CREDENTIALS_SIZE,
+        missing=(
+            "store your access key in it with 'remoteit-proxy import FILE' (the file the "
+            "Remote.It account page downloads) or 'remoteit-proxy configure', or pass "
+            f"--credentials PATH, or set the environment variables {ACCESS_KEY_ID} and "
+            f"{SECRET_ACCESS_KEY}"
+        ),
+        directory="point --credentials at the file",
+        too_big=TOO_BIG,
+        error=CredentialsError,
+    )
+    mode = status.st_mode
     if os.name == "posix" and stat.S_IMODE(mode) & 0o077:
         log.warning(
             "credentials file %s can be read by other users (mode %o); run: chmod 600 %s",
@@ -128,8 +130,11 @@ def parse_profiles(text: str, path: Path) -> dict[str, dict[str, str]]:
             "keep only one"
         ) from None
     except configparser.DuplicateOptionError as exc:
+        # Only a known key is named: any other 'name' may be a pasted secret, such as a base64
+        # value whose '=' padding made it read as 'name=' (configparser lower-cases it).
+        what = f"key {exc.option.upper()}" if exc.option.upper() in KEYS else "a line"
         raise CredentialsError(
-            f"{path}: key {exc.option.upper()} appears twice in profile [{exc.section}] "
+            f"{path}: {what} appears twice in profile [{exc.section}] "
             f"(line {in_file(exc.lineno)}); keep only one"
         ) from None
     except configparser.MissingSectionHeaderError as exc:
@@ -156,6 +161,16 @@ def parse_profiles(text: str, path: Path) -> dict[str, dict[str, str]]:
     }
 
 
+def match_profile(names: Iterable[str], name: str) -> str | None:
+    """The profile ``name`` selects among ``names``: ``name`` itself, else the only one that
+    differs from it in case only; None when there is neither (or several of the latter)."""
+    names = list(names)
+    if name in names:
+        return name
+    folded = [p for p in names if p.casefold() == name.casefold()]
+    return folded[0] if len(folded) == 1 else None
+
+
 def select_profile(
     profiles: Mapping[str, Mapping[str, str]], name: str, path: Path
 ) -> tuple[str, Mapping[str, str]]:
@@ -165,19 +180,18 @@ def select_profile(
             f"profile name {name!r} contains '.', which profile names cannot; "
             "check --profile or REMOTEIT_PROXY_PROFILE"
         )
-    if name in profiles:
-        return name, profiles[name]
-    folded = [p for p in profiles if p.casefold() == name.casefold()]
-    if len(folded) == 1:
+    found = match_profile(profiles, name)
+    if found is None:
+        known = ", ".join(f"[{p}]" for p in profiles) or "none"
+        raise CredentialsError(
+            f"profile [{name}] is not in {path} (profiles there: {known}); "
+            "pick one with --profile NAME or REMOTEIT_PROXY_PROFILE"
+        )
+    if found != name:
         log.warning(
             "profile [%s] is not in %s; using [%s] (profile names are case-sensitive)",
             name,
             path,
-            folded[0],
+            found,
         )
-        return folded[0], profiles[folded[0]]
-    known = ", ".join(f"[{p}]" for p in profiles) or "none"
-    raise CredentialsError(
-        f"profile [{name}] is not in {path} (profiles there: {known}); "
-        "pick one with --profile NAME or REMOTEIT_PROXY_PROFILE"
-    )
+    return found, profiles[found]

@@ -17,10 +17,12 @@ from hypothesis import strategies as st
 
 from proxy.credentials import (
     Credentials,
+    check_value,
     decode_secret,
     default_credentials_path,
     load_credentials,
     mask,
+    value_problem,
 )
 from proxy.errors import ConfigError, CredentialsError
 
@@ -549,6 +551,58 @@ def test_duplicate_keys_above_any_section(path: Path) -> None:
     assert str(path) in message
     assert ACCESS in message
     assert "line 3" in message
+
+
+@pytest.mark.parametrize("keys_first", [False, True], ids=["in-section", "above-sections"])
+def test_a_secret_pasted_twice_on_lines_of_its_own_is_not_echoed(
+    path: Path, keys_first: bool
+) -> None:
+    # Its '==' padding makes configparser read the line as 'name=' (lower-cased): twice, that
+    # is a duplicate key, and the message must not name that key.
+    assert WIDE_B64.endswith("==") and ":" not in WIDE_B64
+    body = f"{ACCESS}={KEY_ID}\n{SECRET_KEY}={SECRET_B64}\n{WIDE_B64}\n{WIDE_B64}\n"
+    write(path, body if keys_first else "[work]\n" + body)
+    message = load_error(path, "DEFAULT" if keys_first else "work")
+    profile, line = ("DEFAULT", 4) if keys_first else ("work", 5)
+    assert message == (
+        f"{path}: a line appears twice in profile [{profile}] (line {line}); keep only one"
+    )
+    for form in (WIDE_B64[:-2], WIDE_B64[:-2].upper(), WIDE_B64[:-2].lower()):
+        assert form[8:40] not in message
+
+
+def test_a_credentials_file_too_large_is_not_read_whole(path: Path) -> None:
+    write(path, profile_text() + "#" * (1024 * 1024))
+    message = load_error(path)
+    assert message.startswith(f"credentials file {path} is larger than 1 MiB; ")
+    assert "--credentials" in message
+
+
+@pytest.mark.parametrize(
+    "key, value, ini, expected",
+    [
+        (ACCESS, "KEY ID", True, "R3_ACCESS_KEY_ID contains white space"),
+        (ACCESS, 'KEY"ID', False, "R3_ACCESS_KEY_ID contains a quote or a backslash"),
+        (SECRET_KEY, "not*base64", False, "R3_SECRET_ACCESS_KEY is not valid base64"),
+        (SECRET_KEY, "YOUR_BASE64_SECRET", False, "'YOUR_BASE64_SECRET', the placeholder"),
+        (DEV, "YOUR_DEVELOPER_KEY", False, "or leave it out (the developer API key is optional)"),
+        (DEV, "", False, "R3_DEVELOPER_API_KEY is empty"),
+    ],
+)
+def test_check_value_names_the_source_given(key: str, value: str, ini: bool, expected: str) -> None:
+    with pytest.raises(CredentialsError) as exc:
+        check_value(key, value, "the paste", ini=ini, omit="leave it out")
+    message = error_text(exc)
+    assert message.startswith("the paste: ") and expected in message
+    assert ("a comment after a value" in message) == ini
+    assert "environment" not in message and "unset" not in message
+    assert value_problem(key, value, ini=ini, omit="leave it out") == message[len("the paste: ") :]
+
+
+@pytest.mark.parametrize("key, value", [(ACCESS, KEY_ID), (SECRET_KEY, SECRET_B64), (DEV, "D")])
+def test_check_value_returns_a_value_serve_accepts(key: str, value: str) -> None:
+    assert check_value(key, value, "anywhere") == value
+    assert value_problem(key, value) is None
 
 
 @pytest.mark.parametrize("keys_first", [False, True], ids=["in-section", "above-sections"])

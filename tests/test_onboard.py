@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import codecs
 import errno
+import io
 import os
+import select
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,8 +19,10 @@ from conftest import DEVELOPER_KEY, KEY_ID, SECRET, SECRET_B64
 from test_cli import base_env
 
 from proxy.credentials import load_credentials, mask
-from proxy.errors import ConfigError
+from proxy.credfile import CredentialsFile, Profile
+from proxy.errors import ConfigError, CredentialsError
 from proxy.onboard import Terminal, run_configure, run_import
+from proxy.profiles import select_profile
 
 EMAIL = "user@example.com"
 INI_DOWNLOAD = (
@@ -52,11 +57,19 @@ LEAKS = (SECRET_B64, SECRET_B64.rstrip("="), DEVELOPER_KEY, repr(SECRET))
 
 
 def cli(
-    home: Path, *args: str, stdin: str = "", env: dict[str, str] | None = None
+    home: Path,
+    *args: str,
+    stdin: str = "",
+    env: dict[str, str] | None = None,
+    shell_first: str = "",
 ) -> tuple[int, str, str]:
-    """Run ``python -m proxy ARGS`` (standard input not a terminal); (code, stdout, stderr)."""
+    """Run ``python -m proxy ARGS`` (standard input not a terminal); (code, stdout, stderr).
+    ``shell_first``: a POSIX shell command run before, in the same process (``ulimit``)."""
+    command = [sys.executable, "-m", "proxy", *args]
+    if shell_first:
+        command = ["sh", "-c", f'{shell_first} && exec "$0" "$@"', *command]
     result = subprocess.run(
-        [sys.executable, "-m", "proxy", *args],
+        command,
         env=base_env(home) | (env or {}),
         input=stdin,
         capture_output=True,
@@ -274,7 +287,9 @@ def test_a_new_profile_is_appended_after_a_blank_line(tmp_path: Path) -> None:
     assert lines[-1] == f"Next: remoteit-proxy check --profile ci --credentials {target}"
 
 
-def test_a_profile_differing_only_in_case_counts_as_existing(tmp_path: Path) -> None:
+def test_a_profile_differing_only_in_case_counts_as_existing_and_keeps_its_name(
+    tmp_path: Path,
+) -> None:
     old = b"[work]\nR3_ACCESS_KEY_ID=W\nR3_SECRET_ACCESS_KEY=AAAA\n\n[default]\n" + (
         b"R3_ACCESS_KEY_ID=OLD\nR3_SECRET_ACCESS_KEY=AAAA\n"
     )
@@ -284,10 +299,13 @@ def test_a_profile_differing_only_in_case_counts_as_existing(tmp_path: Path) -> 
         do_import(source, target)
     assert target.read_bytes() == old
     lines = do_import(source, target, force=True)
+    # Replaced in place under its own name: [default] is not renamed [DEFAULT].
     assert target.read_bytes() == old[: old.index(b"[default]")] + (
-        f"[DEFAULT]\nR3_ACCESS_KEY_ID={KEY_ID}\nR3_SECRET_ACCESS_KEY={SECRET_B64}\n".encode()
+        f"[default]\nR3_ACCESS_KEY_ID={KEY_ID}\nR3_SECRET_ACCESS_KEY={SECRET_B64}\n".encode()
     )
-    assert "Replaced profile [default], now named [DEFAULT]" in lines[0]
+    assert lines[0].startswith(f"Replaced profile [default] in {target} (was ***")
+    assert "now named" not in "\n".join(lines)
+    assert lines[-1] == f"Next: remoteit-proxy check --profile default --credentials {target}"
 
 
 def test_keys_above_any_header_are_the_default_profile_replaced_in_place(tmp_path: Path) -> None:
@@ -323,12 +341,19 @@ def test_an_unparsable_file_is_not_written(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(os.name != "posix", reason="symbolic links need privileges on Windows")
-def test_a_symbolic_link_stays_a_link(tmp_path: Path) -> None:
+def test_a_symbolic_link_stays_a_link_and_the_real_file_is_named(tmp_path: Path) -> None:
     real = existing(tmp_path, b"[work]\nR3_ACCESS_KEY_ID=W\nR3_SECRET_ACCESS_KEY=AAAA\n")
+    real.chmod(0o644)
     link = tmp_path / "link"
     link.symlink_to(real)
-    do_import(download(tmp_path, CSV_DOWNLOAD), link)
+    lines = do_import(download(tmp_path, CSV_DOWNLOAD), link)
     assert link.is_symlink() and loaded(real) == (KEY_ID, SECRET, None)
+    real = Path(os.path.realpath(real))  # as named: tmp_path itself may be behind a link
+    assert lines[0].startswith(
+        f"Added profile [DEFAULT] to {real} (reached through a symbolic link from {link}): "
+    )
+    assert f"warning: {real} can be read by other users" in "\n".join(lines)
+    assert lines[-1] == f"Next: remoteit-proxy check --profile DEFAULT --credentials {link}"
 
 
 @pytest.mark.parametrize("failing", ["fsync", "replace"])
@@ -509,3 +534,332 @@ def test_terminal_confirm_re_asks_and_falls_back_to_the_default() -> None:
     assert terminal.confirm("Go?", default=False) is True and len(told) == 1
     stubborn: Callable[[str], str] = lambda p: "what"  # noqa: E731
     assert Terminal(True, ask=stubborn, tell=told.append).confirm("Go?", default=True) is True
+
+
+# --- the terminal: decided by standard input alone; prompts never on standard output ----------
+
+
+class FakeStream(io.StringIO):
+    def __init__(self, tty: bool, text: str = "") -> None:
+        super().__init__(text)
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+@pytest.mark.parametrize("stdin_tty", [True, False])
+@pytest.mark.parametrize("stdout_tty", [True, False])
+def test_from_stdio_is_interactive_when_standard_input_is_a_terminal(
+    monkeypatch: pytest.MonkeyPatch, stdin_tty: bool, stdout_tty: bool
+) -> None:
+    monkeypatch.setattr(sys, "stdin", FakeStream(stdin_tty))
+    monkeypatch.setattr(sys, "stdout", FakeStream(stdout_tty))
+    assert Terminal.from_stdio().interactive is stdin_tty
+
+
+def test_the_echoed_prompt_goes_to_standard_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "stdin", FakeStream(True, "typed in\r\n"))
+    terminal = Terminal.from_stdio()
+    assert terminal.ask("Access key ID: ") == "typed in"
+    assert capsys.readouterr() == ("", "Access key ID: ")
+    with pytest.raises(EOFError):  # end of input: the command says it was cancelled
+        terminal.ask("Access key ID: ")
+
+
+class Screen:
+    """The far end of a pseudo-terminal: what the program shows on it, and the keys typed."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.shown = ""  # everything shown, echoed input included
+        self.unread = 0  # where the next prompt is looked for
+
+    def read(self, timeout: float) -> bool:
+        if not select.select([self.fd], [], [], timeout)[0]:
+            return False
+        try:
+            self.shown += os.read(self.fd, 4096).decode(errors="replace")
+        except OSError:  # EIO: the program has exited
+            return False
+        return True
+
+    def answer(self, prompt: str, typed: str) -> None:
+        deadline = time.monotonic() + 20
+        while prompt not in self.shown[self.unread :]:
+            left = deadline - time.monotonic()
+            assert left > 0 and self.read(left), f"no prompt {prompt!r} in {self.shown!r}"
+        self.unread = self.shown.index(prompt, self.unread) + len(prompt)
+        os.write(self.fd, typed.encode() + b"\n")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="pseudo-terminals are POSIX only")
+def test_configure_on_a_terminal_with_standard_output_redirected(tmp_path: Path) -> None:
+    """``configure > out.txt`` (or ``| tee log``): the keyboard still answers, on prompts shown
+    on the terminal, the secret without echo; the file gets the result lines only."""
+    master, slave = os.openpty()
+    out = tmp_path / "out.txt"
+    with out.open("wb") as stdout:
+        # A session of its own: the pseudo-terminal, not the terminal running the tests, is
+        # the only one the command can reach.
+        process = subprocess.Popen(
+            [sys.executable, "-m", "proxy", "configure", "--profile", "ci"],
+            stdin=slave,
+            stdout=stdout,
+            stderr=slave,
+            env=base_env(tmp_path),
+            start_new_session=True,
+        )
+    os.close(slave)
+    screen = Screen(master)
+    try:
+        screen.answer("Access key ID: ", KEY_ID)
+        screen.answer("Secret access key (not shown): ", SECRET_B64)
+        screen.answer("(optional, for the REST API; Enter to skip): ", "")
+        screen.answer("Run 'remoteit-proxy check' now? [Y/n] ", "n")
+        assert process.wait(timeout=20) == 0, screen.shown
+        while screen.read(0.1):
+            pass
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(master)
+    assert KEY_ID in screen.shown  # echoed, as typed
+    assert SECRET_B64[:12] not in screen.shown  # not echoed
+    result = out.read_text()
+    assert result.splitlines()[0].startswith("Created ") and "profile [ci]" in result
+    assert "Access key ID" not in result and "Secret access key" not in result
+    assert "Run 'remoteit-proxy check'" not in result and SECRET_B64 not in result
+    assert loaded(tmp_path / ".remoteit" / "credentials", "ci") == (KEY_ID, SECRET, None)
+
+
+# --- messages name the real source of a value, with advice that fits it ------------------------
+
+
+@pytest.mark.parametrize(
+    "source, stdin, expected",
+    [
+        ("stdin", f"{KEY_ID}\n{SECRET_B64}\nYOUR_DEVELOPER_KEY\n", "or leave line 3 out"),
+        ("key-file", "", "or leave the option out"),
+        ("ini", "", "or remove the line"),
+    ],
+)
+def test_a_placeholder_developer_key_is_named_with_its_source_not_the_environment(
+    tmp_path: Path, source: str, stdin: str, expected: str
+) -> None:
+    text = INI_DOWNLOAD + ("R3_DEVELOPER_API_KEY=YOUR_DEVELOPER_KEY\n" if source == "ini" else "")
+    key_file = tmp_path / "devkey"
+    key_file.write_text("YOUR_DEVELOPER_KEY\n")
+    args = {
+        "stdin": ["configure"],
+        "key-file": ["import", "--developer-key-file", str(key_file)],
+        "ini": ["import"],
+    }[source]
+    if args[0] == "import":
+        args.insert(1, str(download(tmp_path, text)))
+    code, out, err = cli(tmp_path, *args, stdin=stdin)
+    where = {
+        "stdin": "standard input, line 3",
+        "key-file": f"--developer-key-file {key_file}",
+        "ini": str(tmp_path / "Downloads" / "credentials"),
+    }[source]
+    assert code == 2 and out == ""
+    assert f"{where}: R3_DEVELOPER_API_KEY is 'YOUR_DEVELOPER_KEY', the placeholder" in err
+    assert expected in err
+    assert "unset" not in err and "environment" not in err
+    assert not (tmp_path / ".remoteit").exists()
+
+
+@pytest.mark.parametrize("name, text", [("k.csv", CSV_DOWNLOAD), ("credentials", INI_DOWNLOAD)])
+def test_white_space_in_a_download_mentions_comments_only_for_the_ini_form(
+    tmp_path: Path, name: str, text: str
+) -> None:
+    source = download(tmp_path, text.replace(KEY_ID, "TESTKEY ID"), name)
+    with pytest.raises(ConfigError) as info:
+        do_import(source, tmp_path / "credentials")
+    message = str(info.value)
+    assert message.startswith(f"{source}: R3_ACCESS_KEY_ID contains white space")
+    assert ("a comment after a value" in message) == name.endswith("credentials")
+
+
+def test_typed_values_get_advice_for_the_keyboard(tmp_path: Path) -> None:
+    terminal, told = scripted(['KEY"ID', KEY_ID], [SECRET_B64, "YOUR_DEVELOPER_KEY", ""])
+    configure(tmp_path / "credentials", terminal)
+    assert "R3_ACCESS_KEY_ID contains a quote or a backslash" in told[0]
+    assert "put quotes" not in told[0]  # quotes are dropped in a file, not at a prompt
+    assert "or press Enter to skip it" in told[1] and "unset" not in told[1]
+    assert loaded(tmp_path / "credentials") == (KEY_ID, SECRET, None)
+
+
+@pytest.mark.parametrize("old", ["YOUR_DEVELOPER_KEY", "OLD DEVKEY"])
+def test_force_drops_an_invalid_developer_key_of_the_profile_replaced(
+    tmp_path: Path, old: str
+) -> None:
+    target = existing(tmp_path, EXISTING.replace(b"OLD-DEVKEY", old.encode()))
+    code, out, err = cli(tmp_path, "import", str(download(tmp_path, INI_DOWNLOAD)), "--force")
+    assert code == 0, err
+    assert loaded(target) == (KEY_ID, SECRET, None)
+    assert old.encode() not in target.read_bytes()
+    note = next(line for line in out.splitlines() if line.startswith("Developer API key:"))
+    assert note.startswith("Developer API key: the one in the profile replaced was not valid (")
+    assert note.endswith("), not kept.") and "R3_DEVELOPER_API_KEY" in note
+    assert (old in note) == (old == "YOUR_DEVELOPER_KEY")  # only a placeholder is named
+
+
+def test_configure_offers_to_keep_only_a_valid_developer_key(tmp_path: Path) -> None:
+    target = existing(tmp_path, EXISTING.replace(b"OLD-DEVKEY", b"YOUR_DEVELOPER_KEY"))
+    prompts: list[str] = []
+    secrets = [SECRET_B64, ""]
+
+    def ask_secret(prompt: str) -> str:
+        prompts.append(prompt)
+        return secrets.pop(0)
+
+    answers = [KEY_ID]
+    terminal = Terminal(True, ask=lambda p: answers.pop(0), ask_secret=ask_secret)
+    lines = configure(target, terminal, force=True)
+    assert "Enter to skip" in prompts[1]
+    assert "not valid" in lines[1] and loaded(target) == (KEY_ID, SECRET, None)
+
+
+# --- the developer key file ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content, stored",
+    [
+        ("R3_DEVELOPER_API_KEY=DEVKEY123\n", "DEVKEY123"),
+        ("export R3_DEVELOPER_API_KEY=DEVKEY123", "DEVKEY123"),
+        ("r3_developer_api_key = 'DEVKEY123'\r\n", "DEVKEY123"),
+        ('\ufeffR3_DEVELOPER_API_KEY="DEVKEY123"\n', "DEVKEY123"),
+        ("QUJDREVG==\n", "QUJDREVG=="),  # base64 padding is not a 'NAME=' line
+    ],
+)
+def test_developer_key_file_with_the_variable_name(
+    tmp_path: Path, content: str, stored: str
+) -> None:
+    key_file = tmp_path / "devkey"
+    key_file.write_text(content, encoding="utf-8")
+    source = download(tmp_path, CSV_DOWNLOAD)
+    code, out, err = cli(tmp_path, "import", str(source), "--developer-key-file", str(key_file))
+    assert code == 0, err
+    assert loaded(tmp_path / ".remoteit" / "credentials")[2] == stored
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (f"R3_ACCESS_KEY_ID={KEY_ID}\n", "holds a line R3_ACCESS_KEY_ID=..., not the developer"),
+        ("MYSECRETNAME=abc\n", "holds a line NAME=... for another setting"),
+        ("R3_DEVELOPER_API_KEY=\n", "R3_DEVELOPER_API_KEY is empty"),
+        (f"{DEVELOPER_KEY}\nR3_DEVELOPER_API_KEY=X\n", "has more than one line"),
+        ("A" * (64 * 1024 + 1), "is larger than 64 KiB"),
+    ],
+    ids=["access-key-id", "other-name", "empty", "two-lines", "too-large"],
+)
+def test_developer_key_file_refusals(tmp_path: Path, content: str, expected: str) -> None:
+    key_file = tmp_path / "devkey"
+    key_file.write_text(content)
+    with pytest.raises(ConfigError) as info:
+        do_import(download(tmp_path, CSV_DOWNLOAD), tmp_path / "c", developer_key_file=key_file)
+    message = str(info.value)
+    assert message.startswith(f"--developer-key-file {key_file}") and expected in message
+    assert "MYSECRETNAME" not in message and KEY_ID not in message
+    assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.skipif(os.name != "posix" or not os.path.exists("/dev/zero"), reason="POSIX only")
+def test_developer_key_file_of_endless_zeros_is_refused_at_once(tmp_path: Path) -> None:
+    source = download(tmp_path, CSV_DOWNLOAD)
+    args = ("import", str(source), "--developer-key-file", "/dev/zero")
+    # 1 GiB of address space: a command reading it all fails fast, not filling the memory.
+    code, out, err = cli(tmp_path, *args, shell_first="ulimit -v 1048576")
+    assert code == 2 and "--developer-key-file /dev/zero is larger than 64 KiB" in err
+
+
+# --- the write: the file as read, or nothing; never through a link to nothing -------------------
+
+
+def test_a_file_changed_since_it_was_read_is_not_overwritten(tmp_path: Path) -> None:
+    target = existing(tmp_path)
+    store = CredentialsFile.read(target)
+    before = target.stat()
+    changed = EXISTING.replace(b"WORKKEY", b"WORKKEZ")  # same size, same inode, same mtime
+    with target.open("r+b") as file:
+        file.write(changed)
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+    with pytest.raises(ConfigError, match="changed while being updated; it was not: run again"):
+        store.write("new", Profile(KEY_ID, SECRET_B64))
+    assert target.read_bytes() == changed
+    assert [p.name for p in target.parent.iterdir()] == ["credentials"]
+
+
+def test_a_file_created_since_it_was_found_missing_is_not_overwritten(tmp_path: Path) -> None:
+    target = tmp_path / "credentials"
+    store = CredentialsFile.read(target)
+    target.write_bytes(b"[work]\nR3_ACCESS_KEY_ID=W\nR3_SECRET_ACCESS_KEY=AAAA\n")
+    with pytest.raises(ConfigError, match="changed while being updated"):
+        store.write("DEFAULT", Profile(KEY_ID, SECRET_B64))
+    assert target.read_bytes().startswith(b"[work]\n")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="symbolic links need privileges on Windows")
+@pytest.mark.parametrize("dangling", ["file", "folder"])
+def test_a_symbolic_link_to_nothing_is_refused_and_nothing_created(
+    tmp_path: Path, dangling: str
+) -> None:
+    nowhere = tmp_path / "elsewhere" / "deep" / "down"
+    folder = tmp_path / ".remoteit"
+    if dangling == "file":
+        folder.mkdir()
+        (folder / "credentials").symlink_to(nowhere / "credentials")
+        link, to = folder / "credentials", nowhere / "credentials"
+    else:
+        folder.symlink_to(nowhere)
+        link, to = folder, nowhere
+    code, out, err = cli(tmp_path, "import", str(download(tmp_path, CSV_DOWNLOAD)))
+    assert code == 2 and out == ""
+    to = Path(os.path.realpath(to))  # as named: tmp_path itself may be behind a link
+    assert f"{link} is a symbolic link to {to}, which does not exist" in err
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_every_folder_created_is_private(tmp_path: Path) -> None:
+    if os.name != "posix":
+        pytest.skip("POSIX file modes only")
+    target = tmp_path / "a" / "b" / "credentials"
+    previous = os.umask(0)
+    try:
+        do_import(download(tmp_path, CSV_DOWNLOAD), target)
+    finally:
+        os.umask(previous)
+    assert [stat.S_IMODE(p.stat().st_mode) for p in (target.parent.parent, target.parent)] == [
+        0o700,
+        0o700,
+    ]
+
+
+# --- one rule for which profile a name selects ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "names, name",
+    [
+        (["DEFAULT", "default"], "default"),
+        (["default"], "DEFAULT"),
+        (["Work", "WORK"], "work"),
+        (["work"], "ci"),
+        ([], "DEFAULT"),
+    ],
+)
+def test_a_write_replaces_the_profile_serve_selects(names: list[str], name: str) -> None:
+    profiles = {n: {"r3_access_key_id": n} for n in names}
+    store = CredentialsFile(Path("credentials"), profiles=profiles)
+    try:
+        selected: str | None = select_profile(profiles, name, Path("credentials"))[0]
+    except CredentialsError:
+        selected = None
+    assert store.find(name) == selected

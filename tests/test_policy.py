@@ -486,3 +486,22 @@ def test_read_only_forwards_exactly_what_graphql_core_calls_a_query(
     else:
         assert status == 403
     assert len(fake.received) == before + (status == 200)
+
+
+async def test_a_clients_profile_is_reloaded_when_the_file_changes(
+    make_proxy: ProxyFactory, two_accounts: Path, tmp_path: Path, upstream: FakeUpstream
+) -> None:
+    path = config(tmp_path, CLIENTS, backup=BACKUP_TOKEN, admin=ADMIN_TOKEN)
+    client = await make_proxy(config=path, credentials=str(two_accounts), reload_interval=0.05)
+    assert (await gql(client, {"query": LOGIN}, BACKUP_TOKEN))[0] == 200
+    rotated = "ROTATEDWORKKEY000001"
+    upstream.keys[rotated] = WORK_SECRET
+    write_credentials(two_accounts, two_accounts.read_text().replace(WORK_KEY_ID, rotated))
+    for _ in range(100):
+        await gql(client, {"query": LOGIN}, BACKUP_TOKEN)
+        if signed_by(upstream) == rotated:
+            break
+        await asyncio.sleep(0.05)
+    assert signed_by(upstream) == rotated
+    assert (await gql(client, {"query": LOGIN}, ADMIN_TOKEN))[0] == 200
+    assert signed_by(upstream) == KEY_ID  # the other client's profile is untouched
