@@ -6,7 +6,7 @@ All on loopback, under the same load (wrk, a small GraphQL POST, at 1 and at 50 
   (b) nginx:    a plain nginx reverse-proxy hop to it, no signing, upstream keepalive;
   (c) njs:      nginx signing every request with njs the vendor's way (js_set variables for
                 Date and Authorization, crypto.createHmac with the base64-decoded secret);
-  (d) remoteit: remoteit-proxy at --log-level warning.
+  (d) remoteit: remoteit-proxy at --log-level warning, and (e) the same with --read-only.
 
 Each proxy runs on CPU 0 (``taskset -c 0``; nginx with one worker), wrk and the upstream on
 CPU 1. Before measuring, requests through each signing proxy go to an independent verifier
@@ -394,11 +394,11 @@ def nginx_launch(ctx: Context, name: str, template: str, port: int, upstream: in
     return Launch(f"nginx ({name})", argv, env, prefix / "error.log")
 
 
-def proxy_launch(ctx: Context, name: str, port: int, upstream: int) -> Launch:
+def proxy_launch(ctx: Context, name: str, port: int, upstream: int, *extra: str) -> Launch:
     """remoteit-proxy at --log-level warning: access lines at info would cost throughput."""
     argv = [sys.executable, "-m", "proxy", "--listen", f"127.0.0.1:{port}"]
     argv += ["--upstream", f"http://127.0.0.1:{upstream}", "--credentials", str(ctx.credentials)]
-    argv += ["--log-level", "warning", "--shutdown-timeout", "2"]
+    argv += ["--log-level", "warning", "--shutdown-timeout", "2", *extra]
     return Launch(
         f"remoteit-proxy ({name})", argv, dict(ctx.env), ctx.workdir / f"{name}.log", ROOT
     )
@@ -441,6 +441,14 @@ def start_setups(ctx: Context) -> list[Setup]:
         )
     plans.append(
         ("remoteit", "remoteit-proxy", lambda p: proxy_launch(ctx, "remoteit", p, upstream))
+    )
+    # The cost of a policy: each GraphQL body read whole and parsed with graphql-core.
+    plans.append(
+        (
+            "remoteit-ro",
+            "remoteit --read-only",
+            lambda p: proxy_launch(ctx, "remoteit-ro", p, upstream, "--read-only"),
+        )
     )
     for key, label, make in plans:
         port = free_port()

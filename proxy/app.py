@@ -71,6 +71,15 @@ async def _answer(
     return answer if answer is not None else await forward(request, state, exchange)
 
 
+def _logged_path(raw_path: str) -> str:
+    """The path for the access line: raw, without the query; bytes that are not ASCII (refused,
+    but still logged) shown as escapes, so that no log reader meets undecodable text."""
+    path = raw_path.partition("?")[0]
+    if path.isascii():
+        return path
+    return path.encode("utf-8", "surrogateescape").decode("ascii", "backslashreplace")
+
+
 def _request_id(request: web.Request) -> str:
     given = request.headers.get(REQUEST_ID, "")
     return given if _CLIENT_REQUEST_ID.fullmatch(given) else secrets.token_hex(8)
@@ -85,7 +94,7 @@ async def handle(state: ProxyState, request: web.Request) -> web.StreamResponse:
         own = endpoints.answer(request, state)
         log_access(
             method=request.method,
-            path=request.raw_path.partition("?")[0],
+            path=_logged_path(request.raw_path),
             status=own.status,
             bytes_in=0,
             bytes_out=len(own.body or b""),  # type: ignore[arg-type]
@@ -123,7 +132,7 @@ async def handle(state: ProxyState, request: web.Request) -> web.StreamResponse:
             method=request.method,
             # Raw (still percent-encoded) and without the query: no decoded control characters
             # can forge log lines, and no query values reach the log.
-            path=request.raw_path.partition("?")[0],
+            path=_logged_path(request.raw_path),
             status=status,
             bytes_in=request.content.total_bytes,
             bytes_out=exchange.bytes_out,
