@@ -147,3 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Ctrl+C is how serve stops on Windows (no signal handlers there): a normal end.
         # Anything else was cut short: 130, as shells report an interrupted command.
         return EXIT_OK if args.command == "serve" else EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # 'check | head -1': the reader left. Quietly, as other command-line tools do; stdout
+        # is pointed at devnull so that the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED

@@ -35,7 +35,7 @@ class Exchange:
     aborted: int | None = None  # the status to log when the answer broke off mid-body
     client: Client | None = None  # who asked (picked by the token)
     body: bytes | None = None  # the body, when the policy had to read it whole
-    operations: list[Operation] | None = None  # GraphQL operations, when the policy looked
+    operations: tuple[Operation, ...] | None = None  # GraphQL operations, when the policy looked
     rule: str | None = None  # the policy rule that refused the request
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
@@ -14,6 +15,7 @@ from .policy import Policy, Refusal, check_graphql, check_rest
 
 if TYPE_CHECKING:
     from .app import ProxyState
+    from .graphql_ops import Operation
 
 log = logging.getLogger(__name__)
 # The methods that carry a GraphQL request (GraphQL-over-HTTP); OPTIONS runs no operation.
@@ -49,7 +51,7 @@ async def gate(
         refusal = check_rest(policy, method, path)
     elif method in _GRAPHQL_METHODS:
         # Imported here: graphql-core is only loaded by a proxy that has a policy.
-        from .graphql_ops import BadGraphQL, graphql_operations
+        from .graphql_ops import BadGraphQL
 
         body = b""
         if method == "POST":
@@ -58,7 +60,7 @@ async def gate(
             except BodyTooLarge:
                 return _refused(request, exchange, state, "body_too_large", _too_large(state))
         try:
-            exchange.operations = graphql_operations(
+            exchange.operations = _operations(
                 method, query, request.headers.get("Content-Type"), body
             )
         except BadGraphQL as exc:
@@ -76,6 +78,31 @@ async def gate(
     log.info("%s %s refused by the policy (%s): %s", method, path, refusal.rule, refusal.message)
     answer = error_response(403, "policy_denied", refusal.message)
     return _refused(request, exchange, state, refusal.rule, answer)
+
+
+# Scripts send the same few documents again and again: the answer for a small request is
+# kept, so that a repeated one is not parsed again (graphql-core's parser is pure Python).
+CACHED_BODY = 4096
+
+
+@functools.lru_cache(maxsize=256)
+def _cached(
+    method: str, query: str, content_type: str | None, body: bytes
+) -> tuple[Operation, ...]:
+    from .graphql_ops import graphql_operations
+
+    return tuple(graphql_operations(method, query, content_type, body))
+
+
+def _operations(
+    method: str, query: str, content_type: str | None, body: bytes
+) -> tuple[Operation, ...]:
+    """The operations the request runs (BadGraphQL when it cannot be told)."""
+    if len(body) + len(query) <= CACHED_BODY:
+        return _cached(method, query, content_type, body)
+    from .graphql_ops import graphql_operations
+
+    return tuple(graphql_operations(method, query, content_type, body))
 
 
 def _too_large(state: ProxyState) -> web.Response:

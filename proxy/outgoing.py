@@ -125,8 +125,11 @@ async def read_body(
 
 async def read_whole(request: web.Request, limit: int) -> bytes:
     """The whole body, refused (BodyTooLarge) as soon as it is known to be over ``limit``."""
-    if request.content_length is not None and request.content_length > limit:
+    length = request.content_length
+    if length is not None and length > limit:
         raise BodyTooLarge
+    if length is not None and length <= SMALL_BODY:
+        return await request.read()  # one await for a small body of a known size
     body = bytearray()
     async for chunk in request.content.iter_any():
         if len(body) + len(chunk) > limit:

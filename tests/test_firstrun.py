@@ -327,3 +327,15 @@ async def test_check_interrupted_exits_130_not_0(creds: Path) -> None:
         process.send_signal(signal.SIGINT)
         await asyncio.wait_for(process.communicate(), 10)
     assert process.returncode == 130
+
+
+def test_output_into_a_closed_pipe_ends_quietly(creds: Path) -> None:
+    # '| true': the reader is gone before the command writes (as 'check | head -1' can be).
+    script = (
+        f"{shlex.quote(sys.executable)} -m proxy sign --credentials {shlex.quote(str(creds))} "
+        "--format json /graphql/v1 | true"
+    )
+    result = subprocess.run(
+        ["sh", "-c", script], capture_output=True, text=True, timeout=30, env=base_env(creds.parent)
+    )
+    assert result.returncode == 0 and result.stderr == "", result.stderr
