@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -13,6 +14,14 @@ from .profiles import ACCESS_KEY_ID, SECRET_ACCESS_KEY
 from .reload import CredentialsWatcher
 from .settings import Settings
 
+# Under a policy: X-R3-User (act as another user of the account), also as CGI-style servers
+# spell it, unless the policy allows it; and the method overrides some frameworks honour, with
+# which a read-only GET could become a DELETE.
+_USER_HEADERS = frozenset({b"x-r3-user", b"x_r3_user"})
+_METHOD_OVERRIDES = frozenset(
+    {b"x-http-method-override", b"x-http-method", b"x-method-override", b"x_http_method_override"}
+)
+
 
 @dataclass(frozen=True)
 class Client:
@@ -22,6 +31,14 @@ class Client:
     name: str | None
     credentials: CredentialsWatcher
     policy: Policy | None
+
+    @functools.cached_property  # read for every request of the client: built once
+    def policy_drop(self) -> frozenset[bytes]:
+        """Request header names (lower-case) the policy removes."""
+        if self.policy is None:
+            return frozenset()
+        users = frozenset() if self.policy.allow_user_header else _USER_HEADERS
+        return _METHOD_OVERRIDES | users
 
     @property
     def label(self) -> str:
@@ -66,7 +83,8 @@ class Clients:
             policy = config.policy
             if settings.read_only and not policy.read_only:
                 policy = Policy(True, policy.graphql, policy.rest, policy.allow_user_header)
-            client = Client(config.name, self.watchers[config.profile], policy)
+            watcher = self.watchers[config.profile]
+            client = Client(config.name, watcher, policy if policy.active else None)
             self._by_token[_digest(config.token.encode())] = client
         self.all = [self.default] if self.default else list(self._by_token.values())
 

@@ -10,7 +10,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from .forward import Exchange, error_response
-from .outgoing import BodyTooLarge, read_whole
+from .outgoing import BodyTooLarge, forwarded_content_type, read_whole
 from .policy import Policy, Refusal, check_graphql, check_rest
 
 if TYPE_CHECKING:
@@ -23,20 +23,25 @@ _GRAPHQL_METHODS = frozenset({"GET", "HEAD", "POST"})
 
 
 def graphql_path(raw_path: str, paths: tuple[str, ...]) -> bool:
-    """Whether the API would take this path for one of its GraphQL endpoints.
+    """Whether the API could take this path for one of its GraphQL endpoints, or below one.
 
-    Compared decoded, case-folded, with empty and dot segments resolved and no trailing slash:
-    a spelling the API may route to GraphQL must not escape the GraphQL rules as REST.
+    Compared decoded, case-folded, with ``;parameters``, empty and dot segments resolved and no
+    trailing slash: a spelling a server may route to GraphQL (a mount also serves the paths
+    below it) must not escape the GraphQL rules as REST.
     """
     segments: list[str] = []
     for segment in unquote(raw_path).lower().split("/"):
+        segment = segment.partition(";")[0]  # RFC 3986 3.3 path parameters, as servlets drop
         if segment == "..":
             if segments:
                 segments.pop()
         elif segment not in ("", "."):
             segments.append(segment)
     normalized = "/" + "/".join(segments)
-    return any(normalized == path.lower() for path in paths)
+    return any(
+        normalized == path.lower() or normalized.startswith(path.lower().rstrip("/") + "/")
+        for path in paths
+    )
 
 
 async def gate(
@@ -44,40 +49,65 @@ async def gate(
 ) -> web.Response | None:
     """The answer refusing the request, or None to forward it (with a GraphQL body it had to
     read whole kept in ``exchange.body``, to be sent unchanged)."""
+    if "#" in request.raw_path:
+        # The fragment is never sent (outgoing._wire_target): what is checked must be what goes.
+        return _bad(request, exchange, state, "bad_request_target", "remove the '#' fragment")
     path, _, query = request.raw_path.partition("?")
     method = request.method
-    refusal: Refusal | None
     if not graphql_path(path, state.settings.graphql_paths):
-        refusal = check_rest(policy, method, path)
-    elif method in _GRAPHQL_METHODS:
-        # Imported here: graphql-core is only loaded by a proxy that has a policy.
-        from .graphql_ops import BadGraphQL
-
-        body = b""
-        if method == "POST":
-            try:
-                body = exchange.body = await read_whole(request, state.settings.max_buffered_body)
-            except BodyTooLarge:
-                return _refused(request, exchange, state, "body_too_large", _too_large(state))
-        try:
-            exchange.operations = _operations(
-                method, query, request.headers.get("Content-Type"), body
-            )
-        except BadGraphQL as exc:
-            answer = error_response(400, "bad_graphql", str(exc))
-            return _refused(request, exchange, state, "bad_graphql", answer)
-        refusal = check_graphql(policy, exchange.operations)
-    elif method == "OPTIONS":
-        refusal = None
-    else:
+        return _decide(request, exchange, state, check_rest(policy, method, path))
+    if method not in _GRAPHQL_METHODS and method != "OPTIONS":
         refusal = Refusal(
             "not_graphql", f"{method} {path} is refused: GraphQL requests are GET or POST"
         )
+        return _decide(request, exchange, state, refusal)
+    problem = _unreadable(request)
+    if problem is not None:
+        return _bad(request, exchange, state, "bad_graphql", problem)
+    if method == "OPTIONS":
+        return None  # runs no operation (and carries no body, see _unreadable)
+    # Imported here: graphql-core is only loaded by a proxy that has a policy.
+    from .graphql_ops import BadGraphQL
+
+    body = b""
+    if method == "POST":
+        try:
+            body = exchange.body = await read_whole(request, state.settings.max_buffered_body)
+        except BodyTooLarge:
+            return _refused(request, exchange, state, "body_too_large", _too_large(state))
+    try:
+        exchange.operations = _operations(method, query, forwarded_content_type(request), body)
+    except BadGraphQL as exc:
+        return _bad(request, exchange, state, "bad_graphql", str(exc))
+    return _decide(request, exchange, state, check_graphql(policy, exchange.operations))
+
+
+def _unreadable(request: web.Request) -> str | None:
+    """Why a request to a GraphQL path cannot be inspected as the upstream would read it."""
+    if request.method != "POST" and request.body_exists:
+        # Some servers take a GET's body over its query string.
+        return f"a {request.method} request to a GraphQL path may not carry a body"
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding != "identity":
+        return "a GraphQL body must not be compressed (Content-Encoding) to be inspected"
+    return None
+
+
+def _decide(
+    request: web.Request, exchange: Exchange, state: ProxyState, refusal: Refusal | None
+) -> web.Response | None:
     if refusal is None:
         return None
+    method, path = request.method, request.raw_path.partition("?")[0]
     log.info("%s %s refused by the policy (%s): %s", method, path, refusal.rule, refusal.message)
     answer = error_response(403, "policy_denied", refusal.message)
     return _refused(request, exchange, state, refusal.rule, answer)
+
+
+def _bad(
+    request: web.Request, exchange: Exchange, state: ProxyState, code: str, message: str
+) -> web.Response:
+    return _refused(request, exchange, state, code, error_response(400, code, message))
 
 
 # Scripts send the same few documents again and again: the answer for a small request is

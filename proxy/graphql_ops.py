@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import parse_qs
 
 from graphql import GraphQLError, get_operation_ast, parse
@@ -33,16 +32,15 @@ class BadGraphQL(Exception):
         super().__init__(text if len(text) <= 200 else text[:197] + "...")
 
 
-class _NotThisFormat(BadGraphQL):
-    """The body is not in the format tried at all: another interpretation may still apply."""
-
-
 def graphql_operations(
     method: str, query_string: str, content_type: str | None, body: bytes
 ) -> list[Operation]:
     """Every operation the upstream will run for this request: one per request in a batch."""
     # HTTP methods are case-sensitive (RFC 9110 section 9.1): "get" is not GET.
     if method in ("GET", "HEAD"):  # GraphQL-over-HTTP: the request is in the URL's query
+        if "?" in query_string or "#" in query_string:
+            # Servers differ on where a query string ends (some cut it at a second '?').
+            raise BadGraphQL("the query string holds a raw '?' or '#': percent-encode it")
         operations = _form(query_string)
         if operations is None:
             raise BadGraphQL("a GET request carries the document in the URL: ?query={...}")
@@ -53,49 +51,41 @@ def graphql_operations(
     if "query" in in_url or "operationName" in in_url:
         # Some servers (express-graphql) let the URL's parameters win over the body's.
         raise BadGraphQL("a POST request carries query and operationName in its body, not the URL")
-    # No Content-Type: the proxy sends application/json. An empty one is forwarded: unknown.
-    media = "application/json" if content_type is None else content_type
-    media = media.split(";", 1)[0].strip().lower()
+    # No Content-Type: the proxy sends application/json.
+    media, charset = _media_type("application/json" if content_type is None else content_type)
+    if charset not in (None, "utf-8", "utf8"):
+        # A server that honours the charset would read other characters than the proxy did
+        # (UTF-7 can hide a whole second "query" key in what UTF-8 reads as one string).
+        raise BadGraphQL("a GraphQL body must be UTF-8: send charset=utf-8 or no charset")
     if media == "application/json" or media.endswith("+json"):
         return _json_requests(_load_json(body))
     if media == "application/graphql":  # no operationName: a single operation only
         return [_select(_parse(_text(body)), None)]
     if media.startswith("multipart/"):
         raise BadGraphQL("a multipart request (a file upload) cannot be inspected: send JSON")
-    return _guess(body)
+    # Forms and other types are read differently by different servers (qs-style keys such as
+    # [query]=...): only the two unambiguous forms are inspected, anything else is refused.
+    raise BadGraphQL(
+        "send the GraphQL request as Content-Type: application/json (or application/graphql)"
+    )
 
 
-def _guess(body: bytes) -> list[Operation]:
-    """Form or unknown type: the upstream may read the body as JSON, a form or a document, so
-    each reading whose format the body is in counts (the caller refuses if any one fails)."""
-    readers: list[tuple[str, Callable[[bytes], Any], Callable[[Any], list[Operation] | None]]] = [
-        ("JSON", _load_json, _json_requests),
-        ("a form", _text, _form),
-        ("a GraphQL document", lambda body: _parse(_text(body)), lambda d: [_select(d, None)]),
-    ]
-    found: list[Operation] = []
-    for label, decode, interpret in readers:
-        try:
-            try:
-                decoded = decode(body)
-            except _NotThisFormat:  # not in this format at all; anything wrong inside is refused
-                continue
-            found += interpret(decoded) or []
-        except BadGraphQL as error:
-            raise BadGraphQL(f"the body read as {label}: {error}") from None
-    if not found:
-        raise BadGraphQL(
-            'the body is not a GraphQL request: send application/json {"query": "..."}, '
-            "application/graphql, or a form with query="
-        )
-    return found
+def _media_type(value: str) -> tuple[str, str | None]:
+    """The media type and its charset parameter (RFC 9110 section 8.3.1), lower-case."""
+    media, _, parameters = value.partition(";")
+    charset = None
+    for parameter in parameters.split(";"):
+        name, _, given = parameter.partition("=")
+        if name.strip().lower() == "charset":
+            charset = given.strip().strip('"').lower()
+    return media.strip().lower(), charset
 
 
 def _text(body: bytes) -> str:
-    # Replacement is safe: GraphQL's tokens are ASCII and other characters are legal only in
-    # strings and comments (GraphQL spec 2.1), so any ASCII-compatible decoding of the bytes
-    # gives the upstream a document of the same structure.
-    return body.decode("utf-8", "replace")
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:  # a server decoding otherwise could read another document
+        raise BadGraphQL("the GraphQL body is not UTF-8 text") from None
 
 
 def _form(text: str) -> list[Operation] | None:
@@ -127,13 +117,14 @@ def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
 
 
 def _load_json(body: bytes) -> object:
+    # UTF-8 only, no byte order mark (RFC 8259 section 8.1): json.loads would also guess
+    # UTF-16 and UTF-32, which a server reading UTF-8 would see otherwise.
+    text = _text(body)
     try:
-        data: object = json.loads(body, object_pairs_hook=_unique_keys)
+        data: object = json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as error:
         where = f"line {error.lineno}, column {error.colno}"
-        raise _NotThisFormat(f"the body is not valid JSON ({error.msg} at {where})") from None
-    except UnicodeDecodeError:  # a server may decode it with replacement and still run it
-        raise BadGraphQL("the JSON body is not UTF-8, UTF-16 or UTF-32 text") from None
+        raise BadGraphQL(f"the body is not valid JSON ({error.msg} at {where})") from None
     except (RecursionError, ValueError):  # parsers that accept these would run the request
         raise BadGraphQL("the JSON body is nested too deeply or holds a huge number") from None
     return data
@@ -148,7 +139,7 @@ def _json_requests(data: object) -> list[Operation]:
     for index, request in enumerate(data, 1):
         try:
             operations.append(_json_request(request))
-        except BadGraphQL as error:  # never a _NotThisFormat: the other members may still run
+        except BadGraphQL as error:
             raise BadGraphQL(f"request {index} of the batch: {error}") from None
     return operations
 
@@ -181,10 +172,7 @@ def _parse(source: str) -> ast.DocumentNode:
         message = error.message.removeprefix("Syntax Error: ").splitlines()[0]
         at = (error.locations or [])[:1]
         where = "".join(f" at line {loc.line}, column {loc.column}" for loc in at)
-        # graphql-core's limits (tokens, nesting) end "Parsing aborted.": the upstream may well
-        # parse such a document, so it is refused rather than taken for another format.
-        kind = BadGraphQL if "Parsing aborted" in message else _NotThisFormat
-        raise kind(f"GraphQL syntax error{where}: {message}") from None
+        raise BadGraphQL(f"GraphQL syntax error{where}: {message}") from None
     except RecursionError:  # graphql-core reports its own as a GraphQLError; kept as a guard
         raise BadGraphQL("the GraphQL document is nested too deeply to inspect") from None
 

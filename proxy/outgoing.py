@@ -19,18 +19,14 @@ if TYPE_CHECKING:
 
 # The vendor's collection sends it lower-case; header names are case-insensitive (RFC 9110 5.1).
 DEVELOPER_KEY_HEADER = "DeveloperKey"
-USER_HEADER = "X-R3-User"
 # The client's fields of the names the proxy writes itself are dropped: it signs last, with
 # nothing of the client's beside its own. By (developer key, Content-Digest signed), built once.
-# With a policy, X-R3-User (act as another user of the account) is dropped unless allowed.
 _DROP = {
-    (key, digest, user): REQUEST_DROP_RAW
+    (key, digest): REQUEST_DROP_RAW
     | ({DEVELOPER_KEY_HEADER.lower().encode()} if key else set())
     | ({b"content-digest"} if digest else set())
-    | ({USER_HEADER.lower().encode()} if user else set())
     for key in (False, True)
     for digest in (False, True)
-    for user in (False, True)
 }
 
 Body = bytes | StreamReader | None
@@ -138,6 +134,19 @@ async def read_whole(request: web.Request, limit: int) -> bytes:
     return bytes(body)
 
 
+def forwarded_content_type(request: web.Request) -> str | None:
+    """The client's Content-Type as forwarded: None when it sent none, or declared it
+    hop-by-hop (then the default is sent and signed)."""
+    content_type = request.headers.get("Content-Type")
+    if (
+        content_type is not None
+        and "Connection" in request.headers
+        and "content-type" in connection_tokens(request.headers)
+    ):
+        return None
+    return content_type
+
+
 def _wire_target(raw: str) -> str:
     """The target to send and sign: byte for byte, no normalising, no re-encoding; only a
     fragment (never part of a request, RFC 9110 section 7.1) and an empty query's lone "?"
@@ -160,17 +169,11 @@ async def build_upstream_request(
     upstream = settings.upstream
     target = upstream.prefix + _wire_target(request.raw_path)
     body, length, sha256 = await read_body(request, settings, exchange.body)
-    policy = client.policy
-    strip_user = policy is not None and not policy.allow_user_header
-    drop = _DROP[bool(creds.developer_key), settings.sign_content_digest, strip_user]
+    drop = _DROP[bool(creds.developer_key), settings.sign_content_digest]
+    if client.policy is not None:
+        drop = drop | client.policy_drop
     lines = request_lines(request.headers, request.raw_headers, drop)
-    content_type = request.headers.get("Content-Type")
-    if (
-        content_type is not None
-        and "Connection" in request.headers
-        and "content-type" in connection_tokens(request.headers)  # declared hop-by-hop
-    ):
-        content_type = None
+    content_type = forwarded_content_type(request)
     # The id in the access line: the client's own when usable, else a new one (replacing it).
     lines.append(b"X-Request-Id: " + exchange.request_id.encode())
     signed = signed_headers(

@@ -15,7 +15,8 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ANY = "*"
 # Segments that a server may resolve to another path than the one a glob saw (RFC 3986
 # section 5.2.4), and encoded separators it may decode: refused where REST rules apply.
-_AMBIGUOUS_SEGMENT = re.compile(r"(?:^|/)(?:\.|%2e){1,2}(?:/|$)|%2f|%5c|\\", re.I)
+# ("..;" too: servlet containers drop ";parameters" before resolving dots.)
+_AMBIGUOUS_SEGMENT = re.compile(r"(?:^|/)(?:\.|%2e){1,2}(?:[/;]|$)|%2f|%5c|\\", re.I)
 
 
 class Operation(Protocol):

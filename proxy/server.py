@@ -150,7 +150,11 @@ class ProxyService:
     async def start(self) -> list[str]:
         """Listen and serve; return the URLs listened on (the real port when 0 was asked)."""
         self.state.pool = create_pool(self.settings, self._environ)
-        server = _Server(functools.partial(handle, self.state), access_log=None)
+        # auto_decompress off: a compressed body goes on as it came, with its Content-Encoding
+        # (aiohttp would otherwise hand over the plain bytes under the coding's name).
+        server = _Server(
+            functools.partial(handle, self.state), access_log=None, auto_decompress=False
+        )
         self._runner = web.ServerRunner(server, shutdown_timeout=self.settings.shutdown_timeout)
         await self._runner.setup()
         listen = self.settings.listen

@@ -189,7 +189,6 @@ def test_deep_nesting_is_refused_without_crashing() -> None:
         ("POST", "", None, json.dumps({"query": deep}).encode()),
         ("GET", urlencode({"query": deep}), None, b""),
         ("POST", "", "application/graphql", deep.encode()),
-        ("POST", "", "text/plain", deep.encode()),
     ]:
         assert "nested too deeply" in refused(method, query_string, content_type, body)
 
@@ -293,11 +292,6 @@ def test_json_media_types(content_type: str | None) -> None:
     ]
 
 
-def test_json_in_utf16_is_read() -> None:
-    body = json.dumps({"query": "mutation { d }"}).encode("utf-16")
-    assert graphql_operations("POST", "", "application/json", body)[0].type == "mutation"
-
-
 def test_post_refuses_query_parameters_in_the_url() -> None:
     body = json.dumps({"query": "{ a }"}).encode()
     for query_string in ("query=mutation%7Bd%7D", "operationName=B", "x;query="):
@@ -345,8 +339,7 @@ def test_json_requests_that_cannot_be_inspected(payload: object, expected: str) 
     ],
 )
 def test_duplicate_json_keys_are_refused(body: bytes) -> None:
-    for content_type in ("application/json", "text/plain"):
-        assert "appears twice" in refused("POST", "", content_type, body)
+    assert "appears twice" in refused("POST", "", "application/json", body)
 
 
 @pytest.mark.parametrize(
@@ -375,79 +368,65 @@ def test_application_graphql_cannot_choose_among_several_operations() -> None:
     assert "2 operations" in refused("POST", "", "application/graphql", TWO.encode())
 
 
-def test_form_body() -> None:
-    body = urlencode({"query": TWO, "operationName": "B", "variables": "{}"}).encode()
-    for content_type in (
-        "application/x-www-form-urlencoded",
-        "application/x-www-form-urlencoded; charset=UTF-8",
-    ):
-        assert graphql_operations("POST", "", content_type, body) == [
-            Operation("mutation", "B", ("deleteDevice",))
-        ]
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/x-www-form-urlencoded", b"query=%7B+a+%7D"),
+        # qs-style keys: express-graphql behind express.urlencoded reads [query] as query.
+        ("application/x-www-form-urlencoded", b"{ a } #&[query]=mutation%7Bd%7D"),
+        ("text/plain", b'{"query": "mutation { d }"}'),
+        ("", b'{"query": "{ a }"}'),
+        ("application/octet-stream", b"{ a }"),
+    ],
+)
+def test_bodies_other_than_json_or_graphql_are_refused(content_type: str, body: bytes) -> None:
+    # Servers read forms and unknown types in different ways: only two forms are inspected.
+    message = refused("POST", "", content_type, body)
+    assert "application/json" in message and "application/graphql" in message
 
 
-def test_form_body_refuses_a_parameter_given_twice() -> None:
-    body = b"query=%7Ba%7D&query=mutation%7Bd%7D"
-    assert "2 times" in refused("POST", "", "application/x-www-form-urlencoded", body)
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json; charset=utf-7",
+        'application/json; charset="UTF-7"',
+        "application/json;charset=latin1",
+        "application/graphql; charset=utf-16",
+    ],
+)
+def test_a_charset_other_than_utf8_is_refused(content_type: str) -> None:
+    # UTF-7 hides '"query":"mutation..."' inside what UTF-8 reads as one string value.
+    body = b'{"query":"{login{id}}","x":"+ACIALAAiAHEAdQBlAHIAeQAiADoAIgBtAHUAdABhAHQAaQBvAG4-"}'
+    assert "UTF-8" in refused("POST", "", content_type, body)
 
 
-@pytest.mark.parametrize("content_type", ["multipart/form-data; boundary=x", "multipart/mixed"])
-def test_multipart_is_refused(content_type: str) -> None:
-    body = b'--x\r\nContent-Disposition: form-data; name="operations"\r\n\r\n{}\r\n--x--\r\n'
-    assert "multipart" in refused("POST", "", content_type, body)
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", 'text/x; a=";"'])
+def test_charset_utf8_is_fine_and_parameters_are_read_as_such(content_type: str) -> None:
+    body = b'{"query": "{ a }"}'
+    if content_type.startswith("application/json"):
+        assert graphql_operations("POST", "", content_type, body)[0].fields == ("a",)
+    else:
+        refused("POST", "", content_type, body)
 
 
-# Unknown media types: every reading that is in its format counts
+@pytest.mark.parametrize(
+    "body",
+    [
+        json.dumps({"query": "mutation { d }"}).encode("utf-16"),
+        b"\xef\xbb\xbf" + json.dumps({"query": "{ a }"}).encode(),
+        b'{"query": "{ a \xff }"}',
+    ],
+)
+def test_json_that_is_not_plain_utf8_is_refused(body: bytes) -> None:
+    refused("POST", "", "application/json", body)
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", ""])
-def test_unknown_type_reads_json_form_or_document(content_type: str) -> None:
-    mutation = [Operation("mutation", None, ("d",))]
-    for body in (
-        json.dumps({"query": "mutation { d }"}).encode(),
-        b"query=mutation+%7B+d+%7D",
-        b"mutation { d }",
-    ):
-        assert graphql_operations("POST", "", content_type, body) == mutation
-
-
-def test_unknown_type_returns_the_operations_of_json_and_form_readings() -> None:
-    body = json.dumps({"query": "mutation { deleteDevice }", "note": "&query={ a }&"}).encode()
-    assert graphql_operations("POST", "", "text/plain", body) == [
-        Operation("mutation", None, ("deleteDevice",)),
-        Operation("query", None, ("a",)),
-    ]
-
-
-def test_unknown_type_returns_the_operations_of_form_and_document_readings() -> None:
-    # A JSON request object can never also be a document: it starts with '{"', a syntax error.
-    body = b'mutation { deleteDevice(note: "&query={ a }&") }'
-    assert graphql_operations("POST", "", "application/x-www-form-urlencoded", body) == [
-        Operation("query", None, ("a",)),
-        Operation("mutation", None, ("deleteDevice",)),
-    ]
-
-
-def test_unknown_type_does_not_skip_a_document_too_big_to_inspect(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # The upstream may parse what graphql-core's limits refuse: that reading is not skipped.
-    nested = b'mutation { deleteDevice(note: "&query={ a }&") ' + b"{a" * 300 + b"}" * 301
-    assert "nested too deeply" in refused("POST", "", "text/plain", nested)
-    monkeypatch.setattr(graphql_ops, "MAX_TOKENS", 100)
-    body = b'mutation { deleteDevice(note: "&query={ a }&")' + b" b" * 100 + b" }"
-    assert "tokens" in refused("POST", "", "text/plain", body)
-
-
-def test_unknown_type_does_not_skip_a_broken_batch_member() -> None:
-    # The upstream still runs the other members of a batch.
-    body = json.dumps([{"query": "mutation { d }"}, {"query": "{", "n": "&query={a}&"}]).encode()
-    assert "request 2 of the batch" in refused("POST", "", "text/plain", body)
-
-
-def test_unknown_type_reports_what_is_wrong_with_the_reading_that_applies() -> None:
-    message = refused("POST", "", "application/x-www-form-urlencoded", b'{"query": "{ a"}')
-    assert message.startswith("the body read as JSON: GraphQL syntax error")
+@pytest.mark.parametrize(
+    "query_string", ["query=%7Ba%7D?x", "query=%7Bd%7D%23?%0Aquery%20Q%7Ba%7D"]
+)
+def test_a_raw_question_mark_in_the_query_string_is_refused(query_string: str) -> None:
+    # express-graphql and graphql-http read only up to a second '?'.
+    assert "'?'" in refused("GET", query_string, None, b"")
 
 
 def test_unknown_type_that_is_no_graphql_request_says_what_is_accepted() -> None:

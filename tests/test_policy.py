@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 import hashlib
 import json
 import logging
@@ -63,6 +64,7 @@ async def gql(
 ) -> tuple[int, Any]:
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
+    headers.setdefault("Content-Type", "application/json")
     data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     async with client.post("/graphql/v1", data=data, headers=headers) as response:
         return response.status, await response.json(content_type=None)
@@ -191,7 +193,8 @@ async def test_rest_under_read_only(read_only: ProxyClient, upstream: FakeUpstre
         message = denied(r.status, await r.json())
     assert message.startswith("DELETE /apv/v27/device/80:00:00:00:01:0A:BC:DE is refused")
     async with read_only.post("/graphql/v1/file/upload", data=b"--x--") as r:
-        denied(r.status, await r.json())  # not a GraphQL document: REST rules, and POST
+        # Below a GraphQL path (a mount serves those too): inspected as GraphQL, and refused.
+        assert r.status == 400 and (await r.json())["error"]["code"] == "bad_graphql"
     async with read_only.get("/apv/v27/device/list/all") as r:
         assert r.status == 200
     assert [received.method for received in upstream.received] == ["GET"]
@@ -505,3 +508,178 @@ async def test_a_clients_profile_is_reloaded_when_the_file_changes(
     assert signed_by(upstream) == rotated
     assert (await gql(client, {"query": LOGIN}, ADMIN_TOKEN))[0] == 200
     assert signed_by(upstream) == KEY_ID  # the other client's profile is untouched
+
+
+# --- what a second look found: each a way around the policy, now closed ------------------------
+
+RO_UTF7 = (
+    b'{"query":"{login{id}}","x":"+ACIALAAiAHEAdQBlAHIAeQAiADoAIgBtAHUAdABhAHQAaQBvAG4AewBk'
+    b'AGUAbABlAHQAZQBEAGUAdgBpAGMAZQAoAGkAZAA6ADEAKQB7AGkAZAB9AH0-"}'
+)
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "headers", "body"),
+    [
+        # A server honouring charset=utf-7 reads a second "query" key inside the string.
+        ("POST", "/graphql/v1", {"Content-Type": "application/json; charset=utf-7"}, RO_UTF7),
+        # qs-style form keys ([query]=) that express.urlencoded reads as query.
+        (
+            "POST",
+            "/graphql/v1",
+            {"Content-Type": "application/x-www-form-urlencoded"},
+            b"{ login { id } } #&[query]=mutation%7BdeleteDevice(id:1)%7Bid%7D%7D",
+        ),
+        # A body on a GET or OPTIONS, which some servers read before the query string.
+        (
+            "GET",
+            "/graphql/v1?query=%7Blogin%7Bemail%7D%7D",
+            {},
+            json.dumps({"query": DELETE}).encode(),
+        ),
+        ("OPTIONS", "/graphql/v1", {}, json.dumps({"query": DELETE}).encode()),
+        # A compressed body (of an allowed query): not what the proxy can inspect.
+        (
+            "POST",
+            "/graphql/v1",
+            {"Content-Type": "application/json", "Content-Encoding": "gzip"},
+            gzip.compress(json.dumps({"query": LOGIN}).encode()),
+        ),
+    ],
+    ids=["utf-7", "qs-form", "get-body", "options-body", "gzip"],
+)
+async def test_bodies_the_upstream_could_read_otherwise_are_refused(
+    read_only: ProxyClient,
+    upstream: FakeUpstream,
+    method: str,
+    target: str,
+    headers: dict[str, str],
+    body: bytes,
+) -> None:
+    async with read_only.request(method, target, headers=headers, data=body or None) as r:
+        assert r.status == 400, (r.status, await r.text())
+    assert upstream.received == []
+
+
+async def raw(client: ProxyClient, request: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    try:
+        writer.write(request)
+        return await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+
+
+# D runs `devices`, which the reader may not; Q runs `login`, which it may.
+D, Q = b"query%20D%7Bdevices%7Bid%7D%7D", b"query%20Q%7Blogin%7Bid%7D%7D"
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        # The fragment is never sent: the upstream would get D alone.
+        b"/graphql/v1?query=" + D + b"#%0A" + Q + b"&operationName=Q",
+        # Some servers stop reading the query string at a second '?': they would run D.
+        b"/graphql/v1?query=" + D + b"%23?%0A" + Q + b"&operationName=Q",
+    ],
+    ids=["fragment", "second-question-mark"],
+)
+async def test_query_strings_the_upstream_could_cut_otherwise_are_refused(
+    lists: ProxyClient, upstream: FakeUpstream, target: bytes
+) -> None:
+    answer = await raw(
+        lists,
+        b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        b"Authorization: Bearer " + BACKUP_TOKEN.encode() + b"\r\n\r\n",
+    )
+    assert answer.startswith(b"HTTP/1.1 400 "), answer
+    assert upstream.received == []
+
+
+async def test_a_fragment_cannot_turn_a_graphql_post_into_rest(
+    make_proxy: ProxyFactory, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    text = "[client.wide]\ntoken_file = @wide\ngraphql_mutation = none\nrest = * /*\n"
+    client = await make_proxy(config=config(tmp_path, text, wide=BACKUP_TOKEN))
+    body = json.dumps({"query": DELETE}).encode()
+    answer = await raw(
+        client,
+        b"POST /graphql/v1# HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        b"Authorization: Bearer " + BACKUP_TOKEN.encode() + b"\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body,
+    )
+    assert answer.startswith(b"HTTP/1.1 400 "), answer
+    assert upstream.received == []
+
+
+@pytest.mark.parametrize("path", ["/graphql/v1/x", "/graphql/v1;x", "/graphql/beta/"])
+async def test_paths_below_or_beside_a_graphql_path_are_inspected(
+    make_proxy: ProxyFactory, upstream: FakeUpstream, tmp_path: Path, path: str
+) -> None:
+    text = "[client.wide]\ntoken_file = @wide\ngraphql_mutation = none\nrest = * /*\n"
+    client = await make_proxy(config=config(tmp_path, text, wide=BACKUP_TOKEN))
+    headers = {"Authorization": f"Bearer {BACKUP_TOKEN}", "Content-Type": "application/json"}
+    data = json.dumps({"query": DELETE}).encode()
+    async with client.post(path, data=data, headers=headers) as response:
+        denied(response.status, await response.json())
+    assert upstream.received == []
+
+
+@pytest.mark.parametrize("path", ["/apv/v27/device/..;/..;/user/delete", "/apv/v27/device/.;/x"])
+async def test_dot_segments_with_parameters_are_refused_under_rest_rules(
+    lists: ProxyClient, upstream: FakeUpstream, path: str
+) -> None:
+    async with lists.get(path, headers={"Authorization": f"Bearer {BACKUP_TOKEN}"}) as response:
+        denied(response.status, await response.json())
+    assert upstream.received == []
+
+
+async def test_header_spellings_that_act_are_dropped_under_a_policy(
+    read_only: ProxyClient, upstream: FakeUpstream
+) -> None:
+    headers = {"X_R3_User": "other@example.com", "X-HTTP-Method-Override": "DELETE"}
+    async with read_only.get("/apv/v27/device/list/all", headers=headers) as response:
+        assert response.status == 200
+    names = {name.lower() for name, _ in upstream.last().headers}
+    assert "x_r3_user" not in names and "x-http-method-override" not in names
+
+
+async def test_a_client_without_restrictions_is_not_inspected(
+    make_proxy: ProxyFactory, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    text = "[client.admin]\ntoken_file = @admin\n"
+    client = await make_proxy(
+        config=config(tmp_path, text, admin=ADMIN_TOKEN), max_buffered_body="1KiB"
+    )
+    big = json.dumps({"query": LOGIN, "pad": "x" * 4096}).encode()  # over the buffer limit
+    for payload in (big, b'{"query": "{ login { '):  # streamed, and never parsed
+        status, _ = await gql(client, payload, ADMIN_TOKEN, **{"X-R3-User": "other@example.com"})
+        assert status == 200
+        assert upstream.last().header("X-R3-User") == "other@example.com"
+    async with client.request(
+        "PUT", "/graphql/v1", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    ) as r:
+        assert r.status == 200
+
+
+async def test_a_compressed_body_goes_on_as_it_came(make_proxy: ProxyFactory) -> None:
+    # A raw upstream: aiohttp's own server (the fake API) would decompress what it receives.
+    seen: list[bytes] = []
+
+    async def raw(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+        seen.append(head + await reader.readexactly(length))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(raw, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        client = await make_proxy(upstream=f"http://127.0.0.1:{port}")
+        body = gzip.compress(b'{"query": "{ login { email } }"}')
+        headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+        async with client.post("/graphql/v1", data=body, headers=headers) as response:
+            assert response.status == 200
+    assert seen[0].endswith(b"\r\n\r\n" + body) and b"Content-Encoding: gzip" in seen[0]
