@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import errno
 import functools
+import importlib
 import logging
 import os
 import socket
@@ -150,6 +151,9 @@ class ProxyService:
     async def start(self) -> list[str]:
         """Listen and serve; return the URLs listened on (the real port when 0 was asked)."""
         self.state.pool = create_pool(self.settings, self._environ)
+        if any(client.policy is not None for client in self.clients.all):
+            # graphql-core is loaded now, not by the first request (about 0.1 s).
+            importlib.import_module(".graphql_ops", __package__)
         # auto_decompress off: a compressed body goes on as it came, with its Content-Encoding
         # (aiohttp would otherwise hand over the plain bytes under the coding's name).
         server = _Server(
