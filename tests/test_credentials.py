@@ -190,12 +190,7 @@ def test_comment_lines_are_ignored(path: Path) -> None:
 def test_crlf_line_endings(path: Path, newline: str) -> None:
     text = profile_text(extra=f"{DEV}={DEVELOPER_KEY}\n") + profile_text("work", "WORKKEYID0001")
     write_bytes(path, text.replace("\n", newline).encode())
-    creds = load(path)
-    assert (creds.access_key_id, creds.secret, creds.developer_key) == (
-        KEY_ID,
-        SECRET,
-        DEVELOPER_KEY,
-    )
+    assert_loads_the_test_key(path)
     assert load(path, "work").access_key_id == "WORKKEYID0001"
 
 
@@ -227,12 +222,7 @@ def test_quotes_around_values_are_removed(path: Path, quote: str) -> None:
         f"[DEFAULT]\n{ACCESS} = {q}{KEY_ID}{q}\n{SECRET_KEY}={q}{SECRET_B64}{q}\n"
         f"{DEV}= {q}{DEVELOPER_KEY}{q} \n",
     )
-    creds = load(path)
-    assert (creds.access_key_id, creds.secret, creds.developer_key) == (
-        KEY_ID,
-        SECRET,
-        DEVELOPER_KEY,
-    )
+    assert_loads_the_test_key(path)
 
 
 @pytest.mark.parametrize("transform", [str.lower, str.title], ids=["lower", "title"])
@@ -242,12 +232,7 @@ def test_key_names_are_case_insensitive(path: Path, transform: Callable[[str], s
         f"[DEFAULT]\n{transform(ACCESS)}={KEY_ID}\n{transform(SECRET_KEY)}={SECRET_B64}\n"
         f"{transform(DEV)}={DEVELOPER_KEY}\n",
     )
-    creds = load(path)
-    assert (creds.access_key_id, creds.secret, creds.developer_key) == (
-        KEY_ID,
-        SECRET,
-        DEVELOPER_KEY,
-    )
+    assert_loads_the_test_key(path)
 
 
 @pytest.mark.parametrize("delimiter", [" = ", ": ", ":"])
@@ -698,6 +683,16 @@ PLACEHOLDERS = ("YOUR_ACCESS_KEY_ID", "YOUR_BASE64_SECRET", "YOUR_DEVELOPER_KEY"
 WHITESPACE_HINT = "'#' or ';'"
 
 
+def assert_loads_the_test_key(path: Path) -> None:
+    """The file at ``path`` loads to the test key id, secret and developer key."""
+    creds = load(path)
+    assert (creds.access_key_id, creds.secret, creds.developer_key) == (
+        KEY_ID,
+        SECRET,
+        DEVELOPER_KEY,
+    )
+
+
 def readme_credentials_block() -> str:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     match = re.search(r"^## Credentials\n.*?^```ini\n(.*?)^```", readme, re.M | re.S)
@@ -718,12 +713,7 @@ def test_readme_block_with_real_values_and_its_inline_comment_loads(path: Path) 
     block = readme_credentials_block()
     assert re.search(rf"^{DEV}=YOUR_DEVELOPER_KEY\s+# ", block, re.M), "the comment is the point"
     write(path, with_real_values(block))
-    creds = load(path)
-    assert (creds.access_key_id, creds.secret, creds.developer_key) == (
-        KEY_ID,
-        SECRET,
-        DEVELOPER_KEY,
-    )
+    assert_loads_the_test_key(path)
     work = load(path, "work")
     assert (work.access_key_id, work.secret, work.developer_key) == ("WORKKEYID0001", WIDE, None)
 
@@ -749,12 +739,7 @@ def test_inline_comment_after_each_value(path: Path, comment: str) -> None:
         f"[DEFAULT]\n{ACCESS}={KEY_ID}{sep}{comment}\n{SECRET_KEY}={SECRET_B64}{sep}{comment}\n"
         f"{DEV}={DEVELOPER_KEY}{sep}{comment}\n",
     )
-    creds = load(path)
-    assert (creds.access_key_id, creds.secret, creds.developer_key) == (
-        KEY_ID,
-        SECRET,
-        DEVELOPER_KEY,
-    )
+    assert_loads_the_test_key(path)
 
 
 def test_hash_or_semicolon_without_white_space_before_it_is_part_of_the_value(path: Path) -> None:
@@ -780,12 +765,7 @@ def test_quoted_value_with_a_trailing_comment_loses_its_quotes(path: Path, quote
         f"[DEFAULT]\n{ACCESS}={q}{KEY_ID}{q}  # id\n{SECRET_KEY} = {q}{SECRET_B64}{q}\t; secret\n"
         f"{DEV}={q}{DEVELOPER_KEY}{q} # dev\n",
     )
-    creds = load(path)
-    assert (creds.access_key_id, creds.secret, creds.developer_key) == (
-        KEY_ID,
-        SECRET,
-        DEVELOPER_KEY,
-    )
+    assert_loads_the_test_key(path)
 
 
 def test_comments_on_the_continuation_lines_of_a_wrapped_secret(path: Path) -> None:
@@ -950,12 +930,7 @@ def test_deploy_examples_name_their_placeholders_and_work_once_filled_in(
     uncommented = re.sub(rf"^(\s*)# ({DEV}=)", r"\1\2", with_real_values(text), flags=re.M)
     assert uncommented != with_real_values(text)
     write(path, uncommented)
-    creds = load(path)
-    assert (creds.access_key_id, creds.secret, creds.developer_key) == (
-        KEY_ID,
-        SECRET,
-        DEVELOPER_KEY,
-    )
+    assert_loads_the_test_key(path)
 
 
 _COMMENTS = st.tuples(
