@@ -38,10 +38,8 @@ def graphql_path(raw_path: str, paths: tuple[str, ...]) -> bool:
         elif segment not in ("", "."):
             segments.append(segment)
     normalized = "/" + "/".join(segments)
-    return any(
-        normalized == path.lower() or normalized.startswith(path.lower().rstrip("/") + "/")
-        for path in paths
-    )
+    # ``paths`` come lower-case and without a trailing slash (values.parse_graphql_paths).
+    return any(normalized == path or normalized.startswith(path + "/") for path in paths)
 
 
 async def gate(
@@ -128,11 +126,8 @@ def _operations(
     method: str, query: str, content_type: str | None, body: bytes
 ) -> tuple[Operation, ...]:
     """The operations the request runs (BadGraphQL when it cannot be told)."""
-    if len(body) + len(query) <= CACHED_BODY:
-        return _cached(method, query, content_type, body)
-    from .graphql_ops import graphql_operations
-
-    return tuple(graphql_operations(method, query, content_type, body))
+    parse = _cached if len(body) + len(query) <= CACHED_BODY else _cached.__wrapped__
+    return parse(method, query, content_type, body)
 
 
 def _too_large(state: ProxyState) -> web.Response:

@@ -109,4 +109,5 @@ def parse_graphql_paths(value: str, origin: str) -> tuple[str, ...]:
         raise ConfigError(
             f"{origin}: {value!r} is not a list of paths such as /graphql/v1 /graphql/beta"
         )
-    return tuple(p.rstrip("/") or "/" for p in paths)
+    # Compared case-folded and without a trailing slash (gate.graphql_path): normalized once.
+    return tuple(p.lower().rstrip("/") for p in paths)
