@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from .forward import error_response
+from .responses import error_response
 
 if TYPE_CHECKING:
-    from .app import ProxyState
     from .clients import Client
+    from .state import ProxyState
 
 # A "%" not followed by two hex digits is invalid in a URI (RFC 3986 section 2.1).
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")

@@ -6,45 +6,23 @@ import logging
 import re
 import secrets
 import time
-from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
 
 from . import endpoints
 from .admit import admit
-from .clients import Clients
-from .clock import ClockSkew
-from .forward import ErrorResponse, Exchange, error_response, forward
+from .forward import forward
 from .gate import gate
-from .headers import CLIENT_CLOSED, REQUEST_ID
+from .headers import REQUEST_ID
 from .logs import log_access
-from .metrics import Metrics
-from .pool import Pool
-from .settings import Settings
+from .responses import CLIENT_CLOSED, ErrorResponse, error_response
+from .state import Exchange, ProxyState
 
 log = logging.getLogger(__name__)
 
 # A client's own request id is kept if it is a short token; anything else is replaced.
 _CLIENT_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
-
-
-@dataclass
-class ProxyState:
-    """What the handler needs: settings, the clients and their keys, the upstream pool, a clock."""
-
-    settings: Settings
-    clients: Clients
-    skew: ClockSkew
-    metrics: Metrics
-    pool: Pool | None = field(default=None, repr=False)
-    token: bytes | None = field(default=None, repr=False)
-    draining: bool = False
-    skew_sampled: float = 0.0  # when the clock offset was last sampled
-
-    def __post_init__(self) -> None:
-        if self.settings.token is not None:
-            self.token = self.settings.token.encode()
 
 
 async def _expectation(request: web.Request) -> web.Response | None:

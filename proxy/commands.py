@@ -52,23 +52,20 @@ async def _post_login(
     pool = create_pool(settings, environ)
     try:
         sent, started = skew.clock(), time.perf_counter()
-        conn = await pool.request("POST", target, own_lines(headers), LOGIN_QUERY)
-        try:
+        async with await pool.request("POST", target, own_lines(headers), LOGIN_QUERY) as answer:
             body = b""
-            while chunk := await conn.read():
+            while chunk := await answer.read():
                 body += chunk
-        finally:
-            pool.release(conn)
     finally:
         pool.close()
     latency = time.perf_counter() - started
-    assert conn.head is not None
-    skew.observe(conn.head.headers.get("Date"), sent, skew.clock())
+    head = answer.head
+    skew.observe(head.headers.get("Date"), sent, skew.clock())
     try:
         parsed = json.loads(body)
     except ValueError:
         parsed = None
-    return conn.head.status, parsed if isinstance(parsed, dict) else None, latency
+    return head.status, parsed if isinstance(parsed, dict) else None, latency
 
 
 async def check(settings: Settings, creds: Credentials, environ: Mapping[str, str]) -> CheckResult:

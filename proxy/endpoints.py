@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from . import __version__
-from .forward import error_response
 from .metrics import CONTENT_TYPE
+from .responses import error_response
 
 if TYPE_CHECKING:
-    from .app import ProxyState
     from .clients import Client
+    from .state import ProxyState
 
 PREFIX = "/-/"
 

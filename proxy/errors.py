@@ -24,13 +24,47 @@ class ListenError(ConfigError):
 
 
 class UpstreamError(ProxyError):
-    """The upstream could not be reached or did not answer in time.
+    """The upstream could not be reached, did not answer in time, or broke the exchange.
 
-    Carries the HTTP status and the stable error code the proxy answers its client with.
+    Each subclass carries the HTTP status and the stable error code the proxy answers its
+    client with; callers decide by the type (a retry, a log level), never by the code.
     """
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    status = 502
+    code = "upstream_error"
+
+    def __init__(self, message: str) -> None:
         super().__init__(message)
-        self.status = status
-        self.code = code
         self.message = message
+
+
+class UpstreamUnreachable(UpstreamError):
+    """No connection could be opened: name lookup, TCP, or the outbound proxy failed."""
+
+    code = "upstream_unreachable"
+
+
+class UpstreamTLSError(UpstreamError):
+    """The upstream's TLS certificate could not be verified."""
+
+    code = "upstream_tls_error"
+
+
+class UpstreamTimeout(UpstreamError):
+    """Connecting, or a wait for the upstream to answer or take the body, took too long."""
+
+    status = 504
+    code = "upstream_timeout"
+
+
+class UpstreamClosed(UpstreamError):
+    """The connection closed or was reset before the answer was complete."""
+
+
+class UpstreamProtocolError(UpstreamError):
+    """The upstream answered something that is not well-formed HTTP/1.1 (the connection is
+    closed: where one answer ends is no longer known)."""
+
+
+class RequestHeadError(ProxyError, ValueError):
+    """A request header line cannot be written as given (a CR or LF inside a value)."""

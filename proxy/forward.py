@@ -2,59 +2,30 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from .connection import Connection, broken
-from .errors import UpstreamError
-from .headers import CLIENT_CLOSED, REQUEST_ID
+from .client import Answer, Framing
+from .errors import RequestHeadError, UpstreamClosed, UpstreamError
+from .headers import REQUEST_ID, drop_hop_by_hop
 from .outgoing import BodyTooLarge, build_upstream_request
-from .wire import Framing, FramingError
+from .responses import (
+    ADDED_WHEN_MISSING,
+    CLIENT_CLOSED,
+    ErrorResponse,
+    Relayed,
+    RelayedWhole,
+    error_response,
+)
 
 if TYPE_CHECKING:
-    from .app import ProxyState
-    from .clients import Client
-    from .graphql_ops import Operation
+    from .client import Head
+    from .state import Exchange, ProxyState
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class Exchange:
-    """What one request's forwarding reports back for the access line and metrics."""
-
-    request_id: str
-    upstream_seconds: float | None = None
-    bytes_out: int = 0
-    signed_corrected: bool = False
-    aborted: int | None = None  # the status to log when the answer broke off mid-body
-    client: Client | None = None  # who asked (picked by the token)
-    body: bytes | None = None  # the body, when the policy had to read it whole
-    operations: tuple[Operation, ...] | None = None  # GraphQL operations, when the policy looked
-    rule: str | None = None  # the policy rule that refused the request
-
-    @property
-    def client_label(self) -> str:
-        return self.client.label if self.client is not None else "-"
-
-
-class ErrorResponse(web.Response):
-    """The proxy's own error answer; ``code`` tells it apart from the API's in the access line."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        body = json.dumps({"error": {"code": code, "message": message}})
-        super().__init__(text=body, status=status, content_type="application/json")
-        self.code = code
-
-
-def error_response(status: int, code: str, message: str) -> ErrorResponse:
-    """The proxy's own error answer: a small JSON body with a stable ``code``."""
-    return ErrorResponse(status, code, message)
 
 
 async def forward(
@@ -81,26 +52,20 @@ async def forward(
     sent, started = state.skew.clock(), time.perf_counter()
     exchange.signed_corrected = state.skew.correcting
     try:
-        conn = await pool.request(
+        answer = await pool.request(
             request.method, target, lines, body, length, zero_length=state.settings.signs_length
         )
-    except FramingError:  # a CR or LF in a header value: never written into the request
+    except RequestHeadError:  # a CR or LF in a header value: never written into the request
         return error_response(400, "bad_request", "a header value contains CR or LF")
     except (UpstreamError, ConnectionError) as exc:
         if _client_gone(request):
             # The client left (mid-upload, or before the answer): not the upstream's fault.
             return _client_closed(request, path)
-        error = exc if isinstance(exc, UpstreamError) else broken(str(state.settings.upstream))
-        state.metrics.upstream_error(error.code)
-        log.warning("%s %s: %s (%s)", request.method, path, error.message, error.code)
-        failed = error_response(error.status, error.code, error.message)
-        if not request.content.at_eof():
-            failed.force_close()  # the rest of the client's body is not read for nothing
-        return failed
-    try:
+        error = exc if isinstance(exc, UpstreamError) else _lost(state)
+        return _failed(request, state, path, error)
+    async with answer:
         exchange.upstream_seconds = time.perf_counter() - started
-        head = conn.head
-        assert head is not None
+        head = answer.head
         received = state.skew.clock()
         # One sample a second is plenty for a settled estimate. Refusals, and every answer
         # while correcting, are looked at: a clock that is off (or fixed) shows there.
@@ -112,23 +77,74 @@ async def forward(
             state.skew_sampled = received
             state.skew.observe(head.headers.get("Date"), sent, received, head.headers.get("Age"))
         headers = head.headers
+        drop_hop_by_hop(headers)  # what is left is passed on to the client
+        if not head.ascii and (field := _undecodable(head)) is not None:
+            answer.discard()
+            return _failed(request, state, path, _not_relayable(state, field))
         headers[REQUEST_ID] = exchange.request_id
         if _client_gone(request):  # it left while the upstream was answering
-            conn.close()
+            answer.discard()
             return _client_closed(request, path)
-        if conn.complete and head.framing is not Framing.NONE:
+        unsent = tuple(name for name in ADDED_WHEN_MISSING if name not in headers)
+        if answer.complete and head.framing is not Framing.NONE:
             # The whole body came with the head (the usual small API answer): one write.
-            body_bytes = conn.take()
+            body_bytes = answer.take()
             exchange.bytes_out = len(body_bytes)
-            return web.Response(
+            whole = RelayedWhole(
                 status=head.status, reason=head.reason, headers=headers, body=body_bytes
             )
-        response = web.StreamResponse(status=head.status, reason=head.reason, headers=headers)
+            whole.unsent = unsent
+            return whole
+        response = Relayed(status=head.status, reason=head.reason, headers=headers)
+        response.unsent = unsent
         await response.prepare(request)
-        exchange.bytes_out, exchange.aborted = await _relay(request, conn, response, path)
+        exchange.bytes_out, exchange.aborted = await _relay(request, answer, response, path)
         return response
-    finally:
-        pool.release(conn)
+
+
+def _lost(state: ProxyState) -> UpstreamError:
+    return UpstreamClosed(
+        f"the upstream {state.settings.upstream} broke the connection or answered something "
+        "that is not HTTP"
+    )
+
+
+def _failed(
+    request: web.Request, state: ProxyState, path: str, error: UpstreamError
+) -> ErrorResponse:
+    """The answer for an upstream failure: counted, logged, and told to the client."""
+    state.metrics.upstream_error(error.code)
+    log.warning("%s %s: %s (%s)", request.method, path, error.message, error.code)
+    failed = error_response(error.status, error.code, error.message)
+    if not request.content.at_eof():
+        failed.force_close()  # the rest of the client's body is not read for nothing
+    return failed
+
+
+def _undecodable(head: Head) -> str | None:
+    """The first field (or the reason phrase) with bytes that are not UTF-8: aiohttp writes
+    text as UTF-8, so such bytes could not reach the client as they came."""
+    if not head.reason.isascii() and _escaped(head.reason):
+        return "the reason phrase"
+    for name, value in head.headers.items():
+        if not value.isascii() and _escaped(value):
+            return f"the header {name}"
+    return None
+
+
+def _escaped(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a surrogate escape: a byte that was not UTF-8
+        return True
+    return False
+
+
+def _not_relayable(state: ProxyState, field: str) -> UpstreamError:
+    return UpstreamError(
+        f"the upstream {state.settings.upstream} sent {field} with bytes that are not UTF-8, "
+        "which the proxy cannot pass on unchanged"
+    )
 
 
 def _client_gone(request: web.Request) -> bool:
@@ -141,7 +157,7 @@ def _client_closed(request: web.Request, path: str) -> web.Response:
 
 
 async def _relay(
-    request: web.Request, conn: Connection, response: web.StreamResponse, path: str
+    request: web.Request, answer: Answer, response: web.StreamResponse, path: str
 ) -> tuple[int, int | None]:
     """Copy the upstream body to the client chunk by chunk, as it arrives.
 
@@ -150,7 +166,7 @@ async def _relay(
     """
     size = 0
     try:
-        while chunk := await conn.read():
+        while chunk := await answer.read():
             size += len(chunk)
             await response.write(chunk)
         await response.write_eof()
@@ -169,7 +185,7 @@ async def _relay(
             who,
             exc.code if isinstance(exc, UpstreamError) else "connection lost",
         )
-        conn.close()
+        answer.discard()
         if request.transport is not None:
             request.transport.abort()
         return size, CLIENT_CLOSED if client_left else 502

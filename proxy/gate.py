@@ -9,13 +9,14 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from .forward import Exchange, error_response
 from .outgoing import BodyTooLarge, forwarded_content_type, read_whole
 from .policy import Policy, Refusal, check_graphql, check_rest
+from .responses import error_response
+from .state import Exchange
 
 if TYPE_CHECKING:
-    from .app import ProxyState
     from .graphql_ops import Operation
+    from .state import ProxyState
 
 log = logging.getLogger(__name__)
 # The methods that carry a GraphQL request (GraphQL-over-HTTP); OPTIONS runs no operation.

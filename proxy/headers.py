@@ -32,8 +32,6 @@ PROXY_OWNED_REQUEST = frozenset(
 
 
 REQUEST_ID = "X-Request-Id"
-# The status logged when the client went away before it was answered (nginx's convention).
-CLIENT_CLOSED = 499
 
 
 def connection_tokens(headers: MultiMapping[str]) -> set[str]:

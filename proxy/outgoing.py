@@ -5,17 +5,17 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING
 
-from aiohttp import StreamReader, web
+from aiohttp import web
 
 from . import signing
+from .client import Body
 from .headers import REQUEST_DROP_RAW, connection_tokens, request_lines
 from .signing import DEFAULT_CONTENT_TYPE
 
 if TYPE_CHECKING:
-    from .app import ProxyState
     from .credentials import Credentials
-    from .forward import Exchange
     from .settings import Settings
+    from .state import Exchange, ProxyState
 
 # The vendor's collection sends it lower-case; header names are case-insensitive (RFC 9110 5.1).
 DEVELOPER_KEY_HEADER = "DeveloperKey"
@@ -29,7 +29,6 @@ _DROP = {
     for digest in (False, True)
 }
 
-Body = bytes | StreamReader | None
 SMALL_BODY = 64 * 1024
 
 

@@ -20,14 +20,15 @@ from aiohttp import http_exceptions, web
 from aiohttp.web_protocol import RequestHandler
 
 from .addresses import Listen
-from .app import ProxyState, handle
+from .app import handle
 from .clients import Clients
 from .clock import ClockSkew
 from .credentials import Credentials
 from .errors import ListenError
-from .forward import error_response
 from .metrics import Metrics
+from .responses import drop_added_fields, error_response
 from .settings import Settings
+from .state import ProxyState
 from .upstream import create_pool
 
 log = logging.getLogger(__name__)
@@ -68,9 +69,20 @@ class _JSONErrorHandler(RequestHandler):
         return response
 
 
+class _Request(web.BaseRequest):
+    async def _prepare_hook(self, response: web.StreamResponse) -> None:
+        # aiohttp's hook between filling in the answer's head and writing it.
+        drop_added_fields(response)
+
+
 class _Server(web.Server):
     def __call__(self) -> RequestHandler:
         return _JSONErrorHandler(self, loop=self._loop, **self._kwargs)
+
+    def _make_request(
+        self, message: Any, payload: Any, protocol: Any, writer: Any, task: Any
+    ) -> web.BaseRequest:
+        return _Request(message, payload, protocol, writer, task, self._loop)
 
 
 def bind_unix(path: os.PathLike[str], mode: int) -> socket.socket:

@@ -11,9 +11,8 @@ from collections.abc import Mapping
 from urllib.parse import unquote, urlsplit
 
 from .addresses import Upstream
-from .dial import Dialer, OutboundProxy
+from .client import Dialer, Origin, OutboundProxy, Pool
 from .errors import ConfigError
-from .pool import Pool
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -107,8 +106,9 @@ def create_pool(settings: Settings, environ: Mapping[str, str]) -> Pool:
             upstream,
         )
     proxy = outbound_proxy(upstream, environ)
+    origin = Origin(upstream.scheme, upstream.host, upstream.port, upstream.origin, str(upstream))
     dialer = Dialer(
-        upstream,
+        origin,
         tls=context if upstream.scheme == "https" else None,
         proxy=None if proxy is None else parse_proxy(proxy, f"{upstream.scheme.upper()}_PROXY"),
         connect_timeout=settings.connect_timeout,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from .errors import UpstreamError
+from ..errors import UpstreamTimeout
 
 
 class WriteFlow(asyncio.Protocol):
@@ -53,10 +53,8 @@ class WriteFlow(asyncio.Protocol):
                 return
             now_left = self.transport.get_write_buffer_size()
             if now_left >= left:
-                stalled = UpstreamError(
-                    504,
-                    "upstream_timeout",
-                    f"the upstream {self._where} stopped taking the request body",
+                stalled = UpstreamTimeout(
+                    f"the upstream {self._where} stopped taking the request body"
                 )
                 self._fail(stalled)
                 raise stalled

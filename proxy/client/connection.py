@@ -4,24 +4,42 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from enum import Enum
 from typing import cast
 
-from . import wire
-from .errors import UpstreamError
+from ..errors import UpstreamClosed, UpstreamProtocolError, UpstreamTimeout
 from .flow import WriteFlow
+from .parser import ResponseParser
+from .wire import Head, ParseError
 
 # Reading from the upstream pauses while this much of a body waits for a slow client, so
 # memory stays bounded however fast the upstream sends.
 HIGH_WATER = 256 * 1024
 
 
-def broken(where: str) -> UpstreamError:
-    """The error for an upstream that broke off or does not speak HTTP."""
-    return UpstreamError(
-        502,
-        "upstream_error",
-        f"the upstream {where} broke the connection or answered something that is not HTTP",
+def broken(where: str) -> UpstreamClosed:
+    """The error for an upstream connection that closed or was reset mid-exchange."""
+    return UpstreamClosed(
+        f"the upstream {where} broke the connection or answered something that is not HTTP"
     )
+
+
+def malformed(where: str, reason: str) -> UpstreamProtocolError:
+    """The error for an answer that is not well-formed HTTP/1.1."""
+    return UpstreamProtocolError(
+        f"the upstream {where} broke the connection or answered something that is not HTTP "
+        f"({reason})"
+    )
+
+
+class State(Enum):
+    """Where a connection is in its life; only ``IDLE`` ones are kept for the next request."""
+
+    IDLE = "idle"  # open, no exchange under way
+    SENDING = "sending"  # an exchange began: the request is being written
+    WAITING = "waiting"  # the whole request is written: the answer is awaited or read
+    DONE = "done"  # the whole answer is in, and the connection can carry another request
+    SPENT = "spent"  # the exchange is over or broken and the connection is not reused
 
 
 class Connection(WriteFlow):
@@ -36,19 +54,16 @@ class Connection(WriteFlow):
         self._read_timeout = read_timeout
         self._where = where
         self.transport: asyncio.Transport | None = None
-        self._parser: wire.ResponseParser | None = None
+        self.state = State.IDLE
+        self._parser: ResponseParser | None = None
         self._chunks: deque[bytes] = deque()
         self._queued = 0
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._read_paused = False
         self._timer: asyncio.TimerHandle | None = None
-        self._timing = False
         self._last = 0.0
-        self.head: wire.Head | None = None
-        self.reusable = True
-        self.request_sent = False
-        self.received = False  # any byte of the answer yet
+        self.head: Head | None = None
         self.idle_since = 0.0
         self.writer: asyncio.Task[None] | None = None  # sends a streamed request body
 
@@ -60,22 +75,21 @@ class Connection(WriteFlow):
 
     def data_received(self, data: bytes) -> None:
         self._last = self._loop.time()
-        self.received = True
         parser = self._parser
         if parser is None:  # nothing was asked: the upstream is not speaking HTTP with us
-            self._fail(broken(self._where))
+            self._fail(malformed(self._where, "bytes before any request"))
             return
         try:
             pieces = parser.feed(data)
-        except ValueError:  # FramingError, or any other surprise in what the upstream sent
-            self._fail(broken(self._where))
+        except ParseError as exc:
+            self._fail(malformed(self._where, str(exc)))
             return
         if self.head is None and parser.head is not None:
             self.head = parser.head
         for piece in pieces:
             self._queue(piece)
-        if not parser.clean:
-            self.reusable = False
+        if parser.done:
+            self._answered()
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
@@ -83,15 +97,15 @@ class Connection(WriteFlow):
         return None  # close our side too; connection_lost follows
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.reusable = False
         parser = self._parser
         if parser is not None and not parser.done:
             try:
                 if exc is not None:  # reset, not closed: whatever came is not the whole body
-                    raise wire.FramingError("connection reset")
+                    raise ParseError("connection reset")
                 parser.eof()  # the end of a body framed by the connection's close
-            except wire.FramingError:
+            except ParseError:
                 self._fail(broken(self._where))
+        self.state = State.SPENT
         if self._drain is not None and not self._drain.done():
             self._drain.set_exception(self._error or broken(self._where))
             self._drain.exception()  # read: whoever waits on it is told through _error too
@@ -102,14 +116,17 @@ class Connection(WriteFlow):
 
     def begin(self, method: str) -> None:
         """Start an exchange: the answer to ``method`` is read from now on."""
-        self._parser = wire.ResponseParser(method)
+        self._parser = ResponseParser(method)
         self.head = None
-        self.request_sent = self.received = self._timing = False
+        self.state = State.SENDING
 
     def sent(self) -> None:
         """The whole request is written: from now on the upstream has to answer in time."""
-        self.request_sent = True
-        self._start_timing()
+        if self.state is State.SENDING:
+            self.state = State.WAITING
+            self._start_timing()
+            if self.complete:  # it answered before the request was all written
+                self._answered()
 
     def write(self, data: bytes) -> None:
         if self._error is not None:
@@ -124,23 +141,29 @@ class Connection(WriteFlow):
         transport = self.transport
         return self._error is None and transport is not None and not transport.is_closing()
 
+    @property
+    def received(self) -> bool:
+        """Any byte of the answer has come (a request then cannot be sent again safely)."""
+        return self._parser is not None and self._parser.scanned > 0
+
     def abort(self, error: BaseException) -> None:
         """Break the exchange: the upstream sees the connection reset, never a whole request."""
         self._fail(error)
 
     def close(self) -> None:
         """Close for good: gracefully after a whole exchange, else reset (RST) at once."""
-        self.reusable = False
+        whole = self._error is None and (self._parser is None or self._parser.done)
+        self.state = State.SPENT
         self._cancel_timer()
         if self.transport is not None and not self.transport.is_closing():
-            if self._error is None and (self._parser is None or self._parser.done):
+            if whole:
                 self.transport.close()
             else:
                 self.transport.abort()
 
     # --- the answer ------------------------------------------------------------------------
 
-    async def response(self) -> wire.Head:
+    async def response(self) -> Head:
         """Wait for the head of the answer."""
         while self.head is None:
             if self._error is not None:
@@ -183,17 +206,24 @@ class Connection(WriteFlow):
         An armed read timer is left to lapse: it finds nobody waiting and stops, which is
         cheaper than cancelling and re-creating it for every request.
         """
-        self._timing = False
-        head, parser = self.head, self._parser
-        if not (self.reusable and self.request_sent and head and head.keep_alive and parser):
+        if self.state is not State.DONE or self._chunks or not self.usable:
+            self.state = State.SPENT
             return False
-        if not parser.done or self._chunks or not self.usable:
-            return False
+        self.state = State.IDLE
         self._parser = None
         self.idle_since = self._loop.time()
         return True
 
     # --- waiting and failing ---------------------------------------------------------------
+
+    def _answered(self) -> None:
+        """The answer is complete: reusable if the request is sent and nothing is amiss."""
+        parser, head = self._parser, self.head
+        if self.state is State.WAITING:
+            reusable = parser is not None and parser.clean and head is not None and head.keep_alive
+            self.state = State.DONE if reusable else State.SPENT
+        elif self.state is State.DONE and parser is not None and not parser.clean:
+            self.state = State.SPENT  # bytes nobody asked for followed it
 
     def _queue(self, data: bytes) -> None:
         if not data:
@@ -207,10 +237,15 @@ class Connection(WriteFlow):
     def _fail(self, error: BaseException) -> None:
         if self._error is None:
             self._error = error
-        self.reusable = False
+        self.state = State.SPENT
         if self.transport is not None:
             self.transport.abort()
         self._wake()
+
+    @property
+    def _timing(self) -> bool:
+        """The upstream owes an answer: the request is sent, or its answer has begun."""
+        return self.state is State.WAITING or (self.head is not None and not self.complete)
 
     async def _wait(self) -> None:
         waiter = self._waiter = self._loop.create_future()
@@ -227,25 +262,19 @@ class Connection(WriteFlow):
             waiter.set_result(None)
 
     def _start_timing(self) -> None:
-        if not self._timing:
-            self._timing = True
-            self._last = self._loop.time()
-            if self._waiter is not None and self._timer is None:  # already waiting
-                self._timer = self._loop.call_at(self._last + self._read_timeout, self._on_timer)
+        self._last = self._loop.time()
+        if self._waiter is not None and self._timer is None:  # already waiting
+            self._timer = self._loop.call_at(self._last + self._read_timeout, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
-        if self._waiter is None or not self._timing or self.complete:
+        if self._waiter is None or not self._timing:
             return  # nobody is waiting on the upstream: the next wait arms the timer again
         deadline = self._last + self._read_timeout
         if self._loop.time() < deadline:
             self._timer = self._loop.call_at(deadline, self._on_timer)
             return
-        self._fail(
-            UpstreamError(
-                504, "upstream_timeout", f"the upstream {self._where} did not answer in time"
-            )
-        )
+        self._fail(UpstreamTimeout(f"the upstream {self._where} did not answer in time"))
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

@@ -1,17 +1,18 @@
-"""The pool of keep-alive connections to the upstream, and sending a request with its body."""
+"""The pool of keep-alive connections to the origin, and sending a request with its body."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Protocol
 
-from aiohttp import StreamReader
-
-from . import wire
+from ..errors import UpstreamClosed, UpstreamError
 from .connection import Connection, broken
 from .dial import Dialer
-from .errors import UpstreamError
+from .wire import Head, request_head
 
 # An idle connection older than this is closed rather than reused: servers and middleboxes
 # drop idle connections (often after 60 s), and one dropped silently would hang a request.
@@ -20,7 +21,61 @@ KEEPALIVE = 15.0
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
-Body = bytes | StreamReader | None
+
+class BodyStream(Protocol):
+    """A request body that arrives in pieces (aiohttp's StreamReader is one)."""
+
+    def iter_any(self) -> AsyncIterator[bytes]: ...
+
+
+Body = bytes | BodyStream | None
+
+
+class Answer:
+    """An answer whose head is in; the body is read with ``read`` (or ``take``).
+
+    Used as an async context manager, or closed with ``release``: the connection goes back
+    to the pool if the exchange ended whole, and is closed otherwise.
+    """
+
+    __slots__ = ("_pool", "_conn", "head")
+
+    def __init__(self, pool: Pool, conn: Connection, head: Head) -> None:
+        self._pool = pool
+        self._conn = conn
+        self.head = head
+
+    @property
+    def complete(self) -> bool:
+        """True once the whole body has arrived."""
+        return self._conn.complete
+
+    def take(self) -> bytes:
+        """Everything received of the body so far, without waiting."""
+        return self._conn.take()
+
+    async def read(self) -> bytes:
+        """The next piece of the body as it arrives; ``b""`` at its end."""
+        return await self._conn.read()
+
+    def discard(self) -> None:
+        """Give up on the rest of the answer: the connection is closed, not reused."""
+        self._conn.close()
+
+    def release(self) -> None:
+        """Done with the answer (idempotent)."""
+        self._pool.release(self._conn)
+
+    async def __aenter__(self) -> Answer:
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.release()
 
 
 class Pool:
@@ -29,13 +84,13 @@ class Pool:
     def __init__(self, dialer: Dialer) -> None:
         self._dialer = dialer
         upstream, proxy = dialer.upstream, dialer.proxy
-        self._where = str(upstream)
+        self._where = upstream.name
         self._closed = False
         self._idle: deque[Connection] = deque()
         self._busy: set[Connection] = set()
         # Plain http through a forward proxy: absolute-form targets (RFC 9112 section 3.2.2).
         forward = proxy is not None and upstream.scheme == "http"
-        self._target_prefix = upstream.origin if forward else ""
+        self._target_prefix = upstream.url if forward else ""
         self._proxy_lines = (
             [f"Proxy-Authorization: {proxy.authorization}".encode()]
             if forward and proxy is not None and proxy.authorization
@@ -61,13 +116,13 @@ class Pool:
         length: int | None = None,
         *,
         zero_length: bool = False,
-    ) -> Connection:
-        """Send a request; return its connection once the answer's head is in.
+    ) -> Answer:
+        """Send a request; return its answer once the head is in.
 
         ``lines`` are the header lines but the framing, which follows the body: sent whole
         (bytes) or streamed from the client (``length`` bytes, or chunked when it is None);
         ``zero_length`` sends ``Content-Length: 0`` without a body whatever the method (a
-        signed length). The caller reads the answer and then calls ``release``.
+        signed length). The caller reads the answer and then releases it.
         """
         if isinstance(body, bytes):
             lines.append(b"Content-Length: %d" % len(body))
@@ -80,13 +135,14 @@ class Pool:
         elif zero_length or method in _BODY_METHODS:
             lines.append(b"Content-Length: 0")
         lines += self._proxy_lines
-        head = wire.request_head(method, self._target_prefix + target, lines)
-        replayable = not isinstance(body, StreamReader) and method in IDEMPOTENT
+        head = request_head(method, self._target_prefix + target, lines)
+        streamed = body is not None and not isinstance(body, bytes)
+        replayable = not streamed and method in IDEMPOTENT
         while True:
             conn, reused = await self._acquire()
             conn.begin(method)
             try:
-                if isinstance(body, StreamReader):
+                if body is not None and not isinstance(body, bytes):
                     conn.writer = asyncio.create_task(_stream(conn, head, body, length))
                 else:
                     conn.write(head + body if body else head)
@@ -94,12 +150,11 @@ class Pool:
                         conn.writer = asyncio.create_task(_flush(conn))
                     else:
                         conn.sent()
-                await conn.response()
-                return conn
+                return Answer(self, conn, await conn.response())
             except UpstreamError as exc:
                 self.release(conn)
                 # A kept connection the upstream closed as we sent, unanswered: a new one.
-                if exc.code == "upstream_error" and reused and replayable and not conn.received:
+                if isinstance(exc, UpstreamClosed) and reused and replayable and not conn.received:
                     continue
                 raise
             except BaseException:
@@ -108,6 +163,8 @@ class Pool:
 
     def release(self, conn: Connection) -> None:
         """Done with the exchange: keep the connection for the next request, or close it."""
+        if conn not in self._busy:
+            return  # released already
         self._busy.discard(conn)
         writer, conn.writer = conn.writer, None
         if writer is not None and not writer.done():
@@ -146,12 +203,12 @@ class Pool:
         return conn, False
 
 
-async def _stream(conn: Connection, head: bytes, body: StreamReader, length: int | None) -> None:
+async def _stream(conn: Connection, head: bytes, body: BodyStream, length: int | None) -> None:
     """Send the head, then the client's body as it arrives, while the answer is awaited."""
     size = 0
     try:
         conn.write(head)
-        while chunk := await body.readany():
+        async for chunk in body.iter_any():
             size += len(chunk)
             conn.write(chunk if length is not None else b"%x\r\n%b\r\n" % (len(chunk), chunk))
             await conn.drain()

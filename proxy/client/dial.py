@@ -1,4 +1,4 @@
-"""Opening connections to the upstream: name lookup, TCP, TLS, or a CONNECT tunnel through
+"""Opening connections to the origin: name lookup, TCP, TLS, or a CONNECT tunnel through
 an outbound proxy; every failure becomes an UpstreamError that says what to check."""
 
 from __future__ import annotations
@@ -11,12 +11,22 @@ from dataclasses import dataclass, field
 from itertools import zip_longest
 from typing import cast
 
-from . import wire
-from .addresses import Upstream
+from ..errors import UpstreamTimeout, UpstreamTLSError, UpstreamUnreachable
 from .connection import Connection
-from .errors import UpstreamError
+from .wire import request_head
 
 DNS_TTL = 60.0
+
+
+@dataclass(frozen=True)
+class Origin:
+    """The one server a pool talks to."""
+
+    scheme: str  # http or https
+    host: str  # a name or an address, lower-case, IPv6 without brackets
+    port: int
+    url: str  # scheme://authority, for absolute-form targets through a forward proxy
+    name: str  # how messages name it (the URL as configured)
 
 
 @dataclass(frozen=True)
@@ -34,7 +44,7 @@ class Dialer:
 
     def __init__(
         self,
-        upstream: Upstream,
+        upstream: Origin,
         *,
         tls: ssl.SSLContext | None,
         proxy: OutboundProxy | None,
@@ -42,7 +52,7 @@ class Dialer:
         read_timeout: float,
     ) -> None:
         self.upstream = upstream
-        self._where = str(upstream)
+        self._where = upstream.name
         self._tls = tls if upstream.scheme == "https" else None
         self.proxy = proxy
         self._connect_timeout = connect_timeout
@@ -57,9 +67,7 @@ class Dialer:
             await asyncio.wait_for(self._open(loop, conn), self._connect_timeout)
         except asyncio.TimeoutError:
             conn.close()
-            raise UpstreamError(
-                504,
-                "upstream_timeout",
+            raise UpstreamTimeout(
                 f"the upstream {self._where} could not be reached within "
                 f"{self._connect_timeout:g} s (--connect-timeout)",
             ) from None
@@ -79,9 +87,7 @@ class Dialer:
         except asyncio.TimeoutError:
             raise  # an OSError too on Python 3.11+: --connect-timeout's, answered as such
         except ssl.SSLError:
-            raise UpstreamError(
-                502,
-                "upstream_tls_error",
+            raise UpstreamTLSError(
                 f"the TLS certificate of {self._where} could not be verified; if a proxy on "
                 "your network inspects TLS, pass its CA with --ca-bundle",
             ) from None
@@ -90,9 +96,7 @@ class Dialer:
             where = (
                 f"the outbound proxy ({proxy.variable})" if proxy else f"the upstream {self._where}"
             )
-            raise UpstreamError(
-                502, "upstream_unreachable", f"{where} could not be reached ({reason})"
-            ) from None
+            raise UpstreamUnreachable(f"{where} could not be reached ({reason})") from None
 
     async def _first_that_answers(
         self, loop: asyncio.AbstractEventLoop, conn: Connection, addresses: list[str], port: int
@@ -138,13 +142,11 @@ class Dialer:
         if proxy.authorization:
             lines.append(f"Proxy-Authorization: {proxy.authorization}".encode())
         conn.begin("CONNECT")
-        conn.write(wire.request_head("CONNECT", target, lines))
+        conn.write(request_head("CONNECT", target, lines))
         head = await conn.response()  # bounded by --connect-timeout, not --read-timeout
         if not 200 <= head.status < 300:
             hint = ": check the proxy's user and password" if head.status == 407 else ""
-            raise UpstreamError(
-                502,
-                "upstream_unreachable",
+            raise UpstreamUnreachable(
                 f"the outbound proxy ({proxy.variable}) refused the tunnel to {target} "
                 f"({head.status}){hint}",
             )

@@ -1,0 +1,24 @@
+"""An HTTP/1.1 client for one origin: strict answer parsing, a keep-alive pool, streaming.
+
+It knows nothing of the proxy above it and imports nothing from it but ``proxy.errors``.
+"""
+
+from __future__ import annotations
+
+from .dial import Dialer, Origin, OutboundProxy
+from .pool import Answer, Body, BodyStream, Pool
+from .wire import Framing, Head, ParseError, request_head
+
+__all__ = [
+    "Answer",
+    "Body",
+    "BodyStream",
+    "Dialer",
+    "Framing",
+    "Head",
+    "Origin",
+    "OutboundProxy",
+    "ParseError",
+    "Pool",
+    "request_head",
+]

@@ -1,0 +1,53 @@
+"""Shared and per-request state: the proxy's settings, clients, pool and clock; an exchange."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .client import Pool
+from .clients import Clients
+from .clock import ClockSkew
+from .metrics import Metrics
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from .clients import Client
+    from .graphql_ops import Operation
+
+
+@dataclass
+class ProxyState:
+    """What the handler needs: settings, the clients and their keys, the upstream pool, a clock."""
+
+    settings: Settings
+    clients: Clients
+    skew: ClockSkew
+    metrics: Metrics
+    pool: Pool | None = field(default=None, repr=False)
+    token: bytes | None = field(default=None, repr=False)
+    draining: bool = False
+    skew_sampled: float = 0.0  # when the clock offset was last sampled
+
+    def __post_init__(self) -> None:
+        if self.settings.token is not None:
+            self.token = self.settings.token.encode()
+
+
+@dataclass(slots=True)
+class Exchange:
+    """What one request's forwarding reports back for the access line and metrics."""
+
+    request_id: str
+    upstream_seconds: float | None = None
+    bytes_out: int = 0
+    signed_corrected: bool = False
+    aborted: int | None = None  # the status to log when the answer broke off mid-body
+    client: Client | None = None  # who asked (picked by the token)
+    body: bytes | None = None  # the body, when the policy had to read it whole
+    operations: tuple[Operation, ...] | None = None  # GraphQL operations, when the policy looked
+    rule: str | None = None  # the policy rule that refused the request
+
+    @property
+    def client_label(self) -> str:
+        return self.client.label if self.client is not None else "-"
