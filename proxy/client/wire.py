@@ -118,19 +118,24 @@ def _framing(
         raise ParseError("both Transfer-Encoding and Content-Length")
     if len(lengths) > 1:  # llhttp refuses repeats, even of one value (RFC 9110 section 8.6)
         raise ParseError("more than one Content-Length")
+    # Checked whatever the status: both libraries refuse a malformed field in a 1xx, 204 or
+    # 304 answer too, where it frames nothing.
+    if codings and (len(codings) != 1 or codings[0].lower() != "chunked"):
+        # Only chunked: the proxy decodes no other transfer coding, and passing one on
+        # undeclared (the field is hop-by-hop) would hand the client bytes it cannot read.
+        raise ParseError("a transfer coding other than chunked")
+    length = 0
+    if lengths:
+        digits = lengths[0].encode("utf-8", "surrogateescape")
+        if _DIGITS.fullmatch(digits) is None:
+            raise ParseError("invalid Content-Length")
+        length = int(digits)
     if method == "HEAD" or status < 200 or status in (204, 304):
         return Framing.NONE, 0
     if method == "CONNECT" and status < 300:
         return Framing.NONE, 0  # the tunnel starts right after the head
     if codings:
-        # Only chunked: the proxy decodes no other transfer coding, and passing one on
-        # undeclared (the field is hop-by-hop) would hand the client bytes it cannot read.
-        if len(codings) != 1 or codings[0].lower() != "chunked":
-            raise ParseError("a transfer coding other than chunked")
         return Framing.CHUNKED, 0
     if not lengths:
         return Framing.CLOSE, 0
-    digits = lengths[0].encode("utf-8", "surrogateescape")
-    if _DIGITS.fullmatch(digits) is None:
-        raise ParseError("invalid Content-Length")
-    return Framing.LENGTH, int(digits)
+    return Framing.LENGTH, length
