@@ -8,6 +8,11 @@ All on loopback, under the same load (wrk, a small GraphQL POST, at 1 and at 50 
                 Date and Authorization, crypto.createHmac with the base64-decoded secret);
   (d) remoteit: remoteit-proxy at --log-level warning, and (e) the same with --read-only.
 
+The real API is https, so (c) and (d) are also measured proxying to the upstream's second,
+TLS port (https://localhost:PORT, a certificate from a throwaway CA that both proxies verify),
+their added latency taken over wrk speaking https to that port directly; --skip-https leaves
+these rows out.
+
 Each proxy runs on CPU 0 (``taskset -c 0``; nginx with one worker), wrk and the upstream on
 CPU 1. Before measuring, requests through each signing proxy go to an independent verifier
 (tests/fake_upstream.py recomputes the HMAC) and must verify. Then remoteit-proxy's resident
@@ -19,7 +24,7 @@ nginx, its njs module and wrk come from Debian packages, installed with apt-get 
 Configurations, pid files and logs live in a temporary directory (templates in
 benchmarks/nginx/); every process started here is stopped at the end, even on error.
 
-    python benchmarks/bench.py [--duration 5] [--rounds 3] [--quick]
+    python benchmarks/bench.py [--duration 5] [--rounds 3] [--quick] [--skip-https]
                                              [--skip-memory] [--json results.json]
 """
 
@@ -38,6 +43,7 @@ import resource
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -55,6 +61,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 TEMPLATES = HERE / "nginx"
 NJS_SCRIPT = TEMPLATES / "remoteit_sign.js"
+TLS_NAME = "localhost"  # the https upstream's name, as proxies reach and verify it
+PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 
 PATH = "/graphql/v1"
 BODY = '{"query":"{ login { email } }"}'
@@ -195,6 +203,83 @@ def ensure_tools(install: bool) -> Tools:
     return Tools(nginx, wrk, shutil.which("taskset"), njs, nginx_version(nginx))
 
 
+# --- certificates -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tls:
+    """The https upstream's certificate, from a throwaway CA that the proxies are told to trust."""
+
+    ca: Path  # the CA certificate: --ca-bundle, proxy_ssl_trusted_certificate
+    cert: Path  # the upstream's certificate chain, for localhost and 127.0.0.1
+    key: Path  # its private key
+    source: str  # what made them: trustme or openssl
+
+
+NO_CERTS = "neither trustme nor the openssl command could make the certificates"
+
+
+def make_certificates(directory: Path) -> Tls | None:
+    """A CA and a server certificate for localhost and 127.0.0.1 (PEM files in ``directory``),
+    made with trustme or else the openssl command; None when neither can make them."""
+    directory.mkdir()
+    with contextlib.suppress(ImportError):
+        return trustme_certificates(directory)
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        say(f"{NO_CERTS}: the https rows are skipped")
+        return None
+    say("trustme is not installed: making the https certificates with openssl")
+    return openssl_certificates(openssl, directory)
+
+
+def trustme_certificates(directory: Path) -> Tls:
+    """The certificates from trustme (a test dependency of the project): ImportError without."""
+    import trustme
+
+    tls = Tls(directory / "ca.pem", directory / "server.pem", directory / "key.pem", "trustme")
+    ca = trustme.CA()
+    server = ca.issue_cert(TLS_NAME, "127.0.0.1")
+    ca.cert_pem.write_to_path(tls.ca)
+    for index, blob in enumerate(server.cert_chain_pems):
+        blob.write_to_path(tls.cert, append=index > 0)
+    server.private_key_pem.write_to_path(tls.key)
+    return tls
+
+
+def openssl_certificates(openssl: str, directory: Path) -> Tls | None:
+    """What trustme would make (P-256 keys, one-day certificates), with the openssl command."""
+    tls = Tls(directory / "ca.pem", directory / "server.pem", directory / "key.pem", "openssl")
+    ca, cert, key = str(tls.ca), str(tls.cert), str(tls.key)
+    ca_key, request, extensions = (directory / name for name in ("ca.key", "req.pem", "ext.cnf"))
+    extensions.write_text(
+        f"subjectAltName = DNS:{TLS_NAME}, IP:127.0.0.1\n"
+        "basicConstraints = critical, CA:FALSE\n"
+        "keyUsage = critical, digitalSignature\n"
+        "extendedKeyUsage = serverAuth\n"
+        "subjectKeyIdentifier = hash\n"
+        "authorityKeyIdentifier = keyid\n"
+    )
+    new_key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    commands = [
+        [openssl, "req", "-x509", *new_key, "-keyout", str(ca_key), "-out", ca, "-days", "1"]
+        + ["-subj", "/CN=remoteit-proxy benchmark CA"]
+        + ["-addext", "basicConstraints = critical, CA:TRUE"]
+        + ["-addext", "keyUsage = critical, keyCertSign, cRLSign"],
+        [openssl, "req", *new_key, "-keyout", key, "-out", str(request)]
+        + ["-subj", f"/CN={TLS_NAME}"],
+        [openssl, "x509", "-req", "-in", str(request), "-CA", ca, "-CAkey", str(ca_key)]
+        + ["-days", "1", "-set_serial", f"0x{os.urandom(8).hex()}"]
+        + ["-extfile", str(extensions), "-out", cert],
+    ]
+    for command in commands:
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            say(f"openssl failed, the https rows are skipped: {done.stderr.strip()}")
+            return None
+    return tls
+
+
 # --- processes --------------------------------------------------------------------------------
 
 
@@ -324,9 +409,25 @@ def wait_for_port(
         time.sleep(0.01)
 
 
-def post_status(port: int) -> int | None:
-    """Send one GraphQL POST to 127.0.0.1:port; its status, or None if nothing answered."""
+def tls_session(port: int, tls: Tls) -> str:
+    """The protocol and cipher a TLS client in Python (as remoteit-proxy is) negotiates with
+    the upstream's https port, for the report."""
+    context = ssl.create_default_context(cafile=str(tls.ca))
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as sock,
+        context.wrap_socket(sock, server_hostname=TLS_NAME) as conn,
+    ):
+        cipher = conn.cipher()
+        return f"{conn.version()} {cipher[0] if cipher else '?'}"
+
+
+def post_status(port: int, tls: Tls | None = None) -> int | None:
+    """Send one GraphQL POST to 127.0.0.1:port (over https, verified, with ``tls``); its status,
+    or None if nothing answered."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    if tls is not None:
+        context = ssl.create_default_context(cafile=str(tls.ca))
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=5, context=context)
     try:
         conn.request("POST", PATH, body=BODY, headers={"Content-Type": "application/json"})
         response = conn.getresponse()
@@ -353,6 +454,7 @@ class Context:
     credentials: Path
     secret_b64: str
     env: dict[str, str]  # for children: no R3_*, REMOTEIT_PROXY_* or *_PROXY variables
+    tls: Tls | None = None  # the https upstream's certificates; None: no https rows
 
 
 @dataclass
@@ -366,23 +468,47 @@ class Launch:
     cwd: Path | None = None
 
 
-def render(template: Path, values: Mapping[str, str]) -> str:
-    """Fill the ``{{NAME}}`` placeholders of an nginx configuration template."""
-    text = template.read_text()
+def render(template: Path, values: Mapping[str, str | None]) -> str:
+    """Fill the ``{{NAME}}`` placeholders of an nginx configuration template; the lines with a
+    placeholder whose value is None are left out (upstream.conf's https listener)."""
+    text = "".join(
+        line
+        for line in template.read_text().splitlines(keepends=True)
+        if not any(values.get(name, "") is None for name in PLACEHOLDER.findall(line))
+    )
     for name, value in values.items():
-        text = text.replace("{{" + name + "}}", value)
-    if left := re.findall(r"\{\{(\w+)\}\}", text):
+        if value is not None:
+            text = text.replace("{{" + name + "}}", value)
+    if left := PLACEHOLDER.findall(text):
         raise BenchError(f"{template.name}: no value for {', '.join(left)}")
     return text
 
 
-def nginx_launch(ctx: Context, name: str, template: str, port: int, upstream: int) -> Launch:
-    """Write an nginx configuration under its own prefix; nothing system-wide is used."""
+def nginx_launch(
+    ctx: Context, name: str, template: str, port: int, upstream: int, tls_port: int | None = None
+) -> Launch:
+    """Write an nginx configuration under its own prefix; nothing system-wide is used.
+
+    ``upstream`` is the port proxied to (njs_https.conf: the upstream's https port);
+    ``tls_port`` the upstream's own https port (upstream.conf; None: http only).
+    """
     prefix = ctx.workdir / name
     prefix.mkdir()
-    values = {"PREFIX": str(prefix), "PORT": str(port), "UPSTREAM": f"127.0.0.1:{upstream}"}
+    tls = ctx.tls
+    listener = None if tls_port is None else tls  # None: the https listener's lines left out
+    values: dict[str, str | None] = {
+        "PREFIX": str(prefix),
+        "PORT": str(port),
+        "UPSTREAM": f"127.0.0.1:{upstream}",
+        "TLS_PORT": None if listener is None else str(tls_port),
+        "TLS_CERT": None if listener is None else str(listener.cert),
+        "TLS_KEY": None if listener is None else str(listener.key),
+        "CA": None if tls is None else str(tls.ca),
+        "TLS_NAME": TLS_NAME,
+        "HOST": f"{TLS_NAME}:{upstream}",  # the https upstream's authority, sent and signed
+    }
     env = dict(ctx.env)
-    if template == "njs.conf":
+    if template.startswith("njs"):
         assert ctx.tools.njs_module is not None
         values |= {"NJS_MODULE": str(ctx.tools.njs_module), "JS_FILE": str(NJS_SCRIPT)}
         env |= {"R3_ACCESS_KEY_ID": KEY_ID, "R3_SECRET_ACCESS_KEY": ctx.secret_b64}
@@ -394,10 +520,22 @@ def nginx_launch(ctx: Context, name: str, template: str, port: int, upstream: in
     return Launch(f"nginx ({name})", argv, env, prefix / "error.log")
 
 
-def proxy_launch(ctx: Context, name: str, port: int, upstream: int, *extra: str) -> Launch:
-    """remoteit-proxy at --log-level warning: access lines at info would cost throughput."""
+def proxy_launch(
+    ctx: Context, name: str, port: int, upstream: int, *extra: str, https: bool = False
+) -> Launch:
+    """remoteit-proxy at --log-level warning: access lines at info would cost throughput.
+
+    With ``https``, ``upstream`` is the upstream's https port, reached as
+    https://localhost:PORT and its certificate verified against the benchmark's CA
+    (--ca-bundle; the environment holds no REMOTEIT_PROXY_* variable that could turn it off).
+    """
+    origin = f"http://127.0.0.1:{upstream}"
+    if https:
+        assert ctx.tls is not None
+        origin = f"https://{TLS_NAME}:{upstream}"
+        extra = ("--ca-bundle", str(ctx.tls.ca), *extra)
     argv = [sys.executable, "-m", "proxy", "--listen", f"127.0.0.1:{port}"]
-    argv += ["--upstream", f"http://127.0.0.1:{upstream}", "--credentials", str(ctx.credentials)]
+    argv += ["--upstream", origin, "--credentials", str(ctx.credentials)]
     argv += ["--log-level", "warning", "--shutdown-timeout", "2", *extra]
     return Launch(
         f"remoteit-proxy ({name})", argv, dict(ctx.env), ctx.workdir / f"{name}.log", ROOT
@@ -413,25 +551,29 @@ def start(ctx: Context, launch: Launch, port: int, cpu: int | None) -> subproces
 
 @dataclass(frozen=True)
 class Setup:
-    """One column of the comparison: a name, a label and the server wrk talks to."""
+    """One row of the comparison: a name, a label and the server wrk talks to."""
 
     key: str
     label: str
     port: int
     proc: subprocess.Popen[bytes]
+    upstream: str = "http"  # how the setup reaches the upstream: its table
+    baseline: bool = False  # the upstream direct: what the others' added latency is over
+    scheme: str = "http"  # how wrk talks to it
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}{PATH}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{PATH}"
 
 
 def start_setups(ctx: Context) -> list[Setup]:
-    """Start the upstream (a), then the proxies (b), (c) and (d) in front of it."""
+    """Start the upstream (a), then the proxies (b), (c) and (d) in front of it; with
+    certificates, also (c) and (d) in front of its https port, measured against it direct."""
     upstream = free_port()
-    launch = nginx_launch(ctx, "upstream", "upstream.conf", upstream, upstream)
-    setups = [
-        Setup("direct", "upstream direct", upstream, start(ctx, launch, upstream, ctx.load_cpu))
-    ]
+    tls_upstream = None if ctx.tls is None else free_port()
+    launch = nginx_launch(ctx, "upstream", "upstream.conf", upstream, upstream, tls_upstream)
+    proc = start(ctx, launch, upstream, ctx.load_cpu)
+    setups = [Setup("direct", "upstream direct", upstream, proc, baseline=True)]
     plans: list[tuple[str, str, Callable[[int], Launch]]] = [
         ("nginx", "nginx proxy", lambda p: nginx_launch(ctx, "proxy", "proxy.conf", p, upstream))
     ]
@@ -451,13 +593,51 @@ def start_setups(ctx: Context) -> list[Setup]:
         )
     )
     for key, label, make in plans:
-        port = free_port()
-        launch = make(port)
-        setups.append(Setup(key, label, port, start(ctx, launch, port, ctx.proxy_cpu)))
-        status = post_status(port)
-        if status != 200:
-            raise BenchError(f"{label} answered {status} instead of 200:{tail(launch.log)}")
+        setups.append(start_proxy(ctx, key, label, make))
+    if tls_upstream is not None:
+        setups += start_https_setups(ctx, proc, tls_upstream)
     return setups
+
+
+def start_proxy(
+    ctx: Context, key: str, label: str, make: Callable[[int], Launch], upstream: str = "http"
+) -> Setup:
+    """Start one proxy on a free port and check that it answers a GraphQL POST with 200."""
+    port = free_port()
+    launch = make(port)
+    setup = Setup(key, label, port, start(ctx, launch, port, ctx.proxy_cpu), upstream)
+    status = post_status(port)
+    if status != 200:
+        raise BenchError(f"{label} answered {status} instead of 200:{tail(launch.log)}")
+    return setup
+
+
+def start_https_setups(ctx: Context, proc: subprocess.Popen[bytes], port: int) -> list[Setup]:
+    """The upstream's https ``port`` direct (wrk speaking TLS to it), then nginx + njs and
+    remoteit-proxy proxying to it, each verifying its certificate."""
+    assert ctx.tls is not None
+    status = post_status(port, ctx.tls)
+    if status != 200:
+        raise BenchError(f"the upstream's https port answered {status} instead of 200")
+    label = "upstream direct (https)"
+    setups = [Setup("direct-https", label, port, proc, "https", baseline=True, scheme="https")]
+    plans: list[tuple[str, str, Callable[[int], Launch]]] = []
+    if ctx.tools.njs_module is not None:
+        plans.append(
+            (
+                "njs-https",
+                "nginx + njs (https)",
+                lambda p: nginx_launch(ctx, "njs-https", "njs_https.conf", p, port),
+            )
+        )
+    plans.append(
+        (
+            "remoteit-https",
+            "remoteit-proxy (https)",
+            lambda p: proxy_launch(ctx, "remoteit-https", p, port, https=True),
+        )
+    )
+    return [*setups, *(start_proxy(ctx, *plan, upstream="https") for plan in plans)]
 
 
 # --- signature check --------------------------------------------------------------------------
@@ -530,36 +710,54 @@ async def check_signer(
 
 
 async def check_signatures(ctx: Context) -> list[SignatureCheck]:
-    """Send requests through njs and remoteit-proxy to tests/fake_upstream.py's verifier."""
+    """Send requests through njs and remoteit-proxy to tests/fake_upstream.py's verifier; with
+    certificates, also through both to the verifier over https, as the https rows run them."""
     sys.path.insert(0, str(ROOT / "tests"))
     from fake_upstream import FakeUpstream  # recomputes the HMAC without importing proxy
 
     fake = FakeUpstream(keys={KEY_ID: base64.b64decode(ctx.secret_b64)})
     runner = web.AppRunner(fake.app(), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    upstream = runner.addresses[0][1]
-    signers: list[tuple[str, Launch, int]] = []
-    if ctx.tools.njs_module is not None:
-        port = free_port()
-        signers.append(
-            ("nginx + njs", nginx_launch(ctx, "njs-check", "njs.conf", port, upstream), port)
-        )
-    port = free_port()
-    signers.append(("remoteit-proxy", proxy_launch(ctx, "remoteit-check", port, upstream), port))
     started: list[subprocess.Popen[bytes]] = []
     checks: list[SignatureCheck] = []
     try:
-        for _, launch, port in signers:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        signers = signers_to_check(ctx, runner.addresses[0][1], https=False)
+        if ctx.tls is not None:
+            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            tls.load_cert_chain(ctx.tls.cert, ctx.tls.key)
+            tls_port = free_port()
+            await web.TCPSite(runner, "127.0.0.1", tls_port, ssl_context=tls).start()
+            signers += signers_to_check(ctx, tls_port, https=True)
+        for _, launch, port, _ in signers:
             started.append(await asyncio.to_thread(start, ctx, launch, port, None))
         async with aiohttp.ClientSession() as session:
-            for signer, _, port in signers:
-                checks += await check_signer(session, fake, signer, port, f"127.0.0.1:{upstream}")
+            for signer, _, port, host in signers:
+                checks += await check_signer(session, fake, signer, port, host)
     finally:
         for proc in started:
             ctx.procs.stop(proc)
         await runner.cleanup()
     return checks
+
+
+def signers_to_check(
+    ctx: Context, upstream: int, https: bool
+) -> list[tuple[str, Launch, int, str]]:
+    """nginx + njs and remoteit-proxy in front of the verifier's port ``upstream`` (its TLS
+    port with ``https``): signer, launch, port, and the Host the verifier must see."""
+    suffix, label = ("-https", " (https)") if https else ("", "")
+    host = f"{TLS_NAME if https else '127.0.0.1'}:{upstream}"
+    signers = []
+    if ctx.tools.njs_module is not None:
+        port = free_port()
+        template = "njs_https.conf" if https else "njs.conf"
+        launch = nginx_launch(ctx, f"njs{suffix}-check", template, port, upstream)
+        signers.append((f"nginx + njs{label}", launch, port, host))
+    port = free_port()
+    launch = proxy_launch(ctx, f"remoteit{suffix}-check", port, upstream, https=https)
+    signers.append((f"remoteit-proxy{label}", launch, port, host))
+    return signers
 
 
 # --- load -------------------------------------------------------------------------------------
@@ -588,6 +786,8 @@ class Measurement:
     setup: str
     label: str
     connections: int
+    upstream: str = "http"  # how the setup reaches the upstream: http or https
+    baseline: bool = False  # the upstream direct
     samples: list[Sample] = field(default_factory=list)
 
     def median(self, name: str) -> float:
@@ -619,16 +819,21 @@ class Measurement:
         values = [sample.rps for sample in self.samples]
         return (max(values) - min(values)) / 2 / self.rps if self.rps else 0.0
 
-    def as_json(self, added_p50_ms: float | None) -> dict[str, Any]:
+    def as_json(
+        self, added_p50_ms: float | None, reference: str | None, ratios: dict[str, float | None]
+    ) -> dict[str, Any]:
         return {
             "setup": self.setup,
             "label": self.label,
+            "upstream": self.upstream,
             "connections": self.connections,
             "rps": self.rps,
             "p50_ms": self.p50_ms,
             "p90_ms": self.median("p90_ms"),
             "p99_ms": self.p99_ms,
             "added_p50_ms": added_p50_ms,
+            "reference": reference,
+            "vs_reference": ratios,
             "errors": self.errors,
             "other_cpu_max": self.other_cpu,
             "rounds": [asdict(sample) for sample in self.samples],
@@ -674,7 +879,11 @@ def measure(
     ctx: Context, setups: Sequence[Setup], seconds: int, warm_up: int, rounds: int
 ) -> list[Measurement]:
     """Warm every setup up, then ``rounds`` rounds, the setups taking turns within each."""
-    found = {(s.key, c): Measurement(s.key, s.label, c) for c in CONNECTIONS for s in setups}
+    found = {
+        (s.key, c): Measurement(s.key, s.label, c, s.upstream, s.baseline)
+        for c in CONNECTIONS
+        for s in setups
+    }
     for setup in setups:
         say(f"{setup.label}: warm-up, {warm_up} s at {WARM_UP_CONNECTIONS} connections")
         run_wrk(ctx, setup.url, WARM_UP_CONNECTIONS, warm_up)
@@ -695,14 +904,51 @@ def measure(
 
 
 def added_p50(measurements: Sequence[Measurement]) -> dict[tuple[str, int], float | None]:
-    """p50 latency each setup adds over the upstream alone, at the same connection count."""
-    direct = {m.connections: m.p50_ms for m in measurements if m.setup == "direct"}
+    """p50 latency each setup adds over the upstream alone (over https for the https rows), at
+    the same connection count."""
+    direct = {(m.upstream, m.connections): m.p50_ms for m in measurements if m.baseline}
     return {
         (m.setup, m.connections): None
-        if m.setup == "direct" or m.connections not in direct
-        else m.p50_ms - direct[m.connections]
+        if m.baseline or (m.upstream, m.connections) not in direct
+        else m.p50_ms - direct[(m.upstream, m.connections)]
         for m in measurements
     }
+
+
+# The setup the others' figures are ratios to, by upstream: the first one measured.
+REFERENCES = {"http": ("njs", "nginx"), "https": ("njs-https",)}
+
+
+def reference_for(measurements: Sequence[Measurement], upstream: str) -> str | None:
+    """nginx + njs (over http, the plain nginx proxy when njs is unavailable); None if absent."""
+    measured = {m.setup for m in measurements}
+    return next((key for key in REFERENCES[upstream] if key in measured), None)
+
+
+def ratios(
+    measurements: Sequence[Measurement], added: Mapping[tuple[str, int], float | None]
+) -> dict[tuple[str, int], dict[str, float | None]]:
+    """Each setup's req/s, p50, p99 and added p50 over its reference's, at the same
+    connection count; None where there is no reference or no figure."""
+    by_key = {(m.setup, m.connections): m for m in measurements}
+
+    def over(value: float | None, reference: float | None) -> float | None:
+        return None if value is None or not reference else value / reference
+
+    found: dict[tuple[str, int], dict[str, float | None]] = {}
+    for m in measurements:
+        key = (m.setup, m.connections)
+        ref = by_key.get((reference_for(measurements, m.upstream) or "", m.connections))
+        if ref is None:
+            found[key] = dict.fromkeys(("rps", "p50_ms", "p99_ms", "added_p50_ms"))
+            continue
+        found[key] = {
+            "rps": over(m.rps, ref.rps),
+            "p50_ms": over(m.p50_ms, ref.p50_ms),
+            "p99_ms": over(m.p99_ms, ref.p99_ms),
+            "added_p50_ms": over(added[key], added[(ref.setup, ref.connections)]),
+        }
+    return found
 
 
 # --- start-up time and memory -----------------------------------------------------------------
@@ -815,10 +1061,8 @@ def measure_memory(ctx: Context, stream_mib: int) -> dict[str, Any]:
 # --- report -----------------------------------------------------------------------------------
 
 
-def ratio(value: float | None, reference: float | None) -> str:
-    if value is None or not reference:
-        return "-"
-    return f"{value / reference:.2f}x"
+def ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], align: str = "") -> str:
@@ -836,32 +1080,34 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], align: str = ""
     return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
 
 
-def throughput_report(measurements: Sequence[Measurement], reference: str) -> str:
-    """The main table, one block per connection count, ratios to the ``reference`` setup."""
+def throughput_report(measurements: Sequence[Measurement], upstream: str) -> str:
+    """The table of the setups reaching the upstream over ``upstream`` (http or https), one
+    block per connection count, with ratios to the reference setup."""
     added = added_p50(measurements)
-    versus = "vs njs" if reference == "njs" else "vs nginx"
-    headers = ["setup", "conns", "req/s", "spread", versus, "p50 ms", versus, "p99 ms", versus]
-    headers += ["added p50 ms", versus, "errors", "other CPU"]
+    versus = ratios(measurements, added)
+    reference = reference_for(measurements, upstream)
+    name = "vs " + ("njs" if reference and reference.startswith("njs") else "nginx")
+    headers = ["setup", "conns", "req/s", "spread", name, "p50 ms", name, "p99 ms", name]
+    headers += ["added p50 ms", name, "errors", "other CPU"]
     rows = []
     for connections in CONNECTIONS:
-        block = [m for m in measurements if m.connections == connections]
-        ref = next((m for m in block if m.setup == reference), None)
-        ref_added = added.get((reference, connections))
-        for m in block:
-            extra = added[(m.setup, m.connections)]
+        for m in measurements:
+            if m.upstream != upstream or m.connections != connections:
+                continue
+            extra, vs = added[(m.setup, m.connections)], versus[(m.setup, m.connections)]
             rows.append(
                 [
                     m.label,
                     str(connections),
                     f"{m.rps:,.0f}",
                     f"±{m.spread:.0%}" if len(m.samples) > 1 else "-",
-                    ratio(m.rps, ref.rps if ref else None),
+                    ratio(vs["rps"]),
                     f"{m.p50_ms:.3f}",
-                    ratio(m.p50_ms, ref.p50_ms if ref else None),
+                    ratio(vs["p50_ms"]),
                     f"{m.p99_ms:.3f}",
-                    ratio(m.p99_ms, ref.p99_ms if ref else None),
+                    ratio(vs["p99_ms"]),
                     "-" if extra is None else f"{extra:+.3f}",
-                    "-" if extra is None else ratio(extra, ref_added),
+                    ratio(vs["added_p50_ms"]),
                     str(m.errors),
                     f"{m.other_cpu:.2f}",
                 ]
@@ -877,6 +1123,7 @@ def report(results: dict[str, Any], measurements: Sequence[Measurement]) -> str:
         f"  {env['cpu']}, {env['cpus']} CPUs; Linux {env['kernel']}; Python {env['python']}",
         f"  nginx {env['nginx']}, njs {env['njs']}, {env['wrk']}, "
         f"remoteit-proxy {env['remoteit_proxy']}, aiohttp {env['aiohttp']}",
+        f"  OpenSSL {env['openssl']} (Python), {env['nginx_openssl']} (nginx build)",
         f"  proxies on CPU {env['proxy_cpu']} (nginx: 1 worker; remoteit-proxy: "
         f"--log-level warning),",
         f"  wrk and the upstream on CPU {env['load_cpu']}; all CPUs {env['busy_before']:.0%} "
@@ -887,19 +1134,35 @@ def report(results: dict[str, Any], measurements: Sequence[Measurement]) -> str:
         "",
         "Signatures (independent verifier, tests/fake_upstream.py):",
     ]
-    for check in results["signature_checks"]:
+    checks = results["signature_checks"]
+    width = max(len(check["signer"]) for check in checks)
+    for check in checks:
         verdict = "valid" if check["verified"] else f"INVALID ({check['status']} {check['reason']})"
-        lines.append(f"  {check['signer']:<15} {check['request']:<38} {verdict}")
-    reference = "njs" if any(m.setup == "njs" for m in measurements) else "nginx"
-    lines += ["", "Throughput and latency:", throughput_report(measurements, reference)]
+        lines.append(f"  {check['signer']:<{width}} {check['request']:<38} {verdict}")
+    lines += ["", "Throughput and latency:", throughput_report(measurements, "http")]
     lines += [
         "  medians over the rounds; spread = half the range of req/s over the rounds;",
         "  added p50 = p50 of the setup minus p50 of the upstream direct at the same connections;",
         "  errors = socket errors + non-2xx answers, all rounds; other CPU = most CPU time other",
         "  programs used during a round, in CPUs (a lower bound; above 0.10 the figures are off)",
     ]
-    if reference != "njs":
+    if reference_for(measurements, "http") != "njs":
         lines.append("  nginx njs is unavailable: ratios are to the plain nginx proxy")
+    https = results["settings"]["https"]
+    if any(m.upstream == "https" for m in measurements):
+        lines += [
+            "",
+            "Throughput and latency, proxying to the upstream over https:",
+            throughput_report(measurements, "https"),
+            "  wrk -> proxy over http as above; proxy -> upstream https://localhost:PORT with",
+            f"  keepalive, its certificate (from {https['certificates']}) verified, "
+            f"{https['tls']};",
+            "  added p50 = p50 of the setup minus p50 of wrk to the upstream over https",
+        ]
+        if reference_for(measurements, "https") is None:
+            lines.append("  nginx njs is unavailable: no ratios")
+    elif https["skipped"]:
+        lines += ["", f"https rows skipped: {https['skipped']}"]
     rss = results.get("rss_after_load_mib", {})
     if rss:
         lines += [
@@ -967,6 +1230,8 @@ def environment(ctx: Context) -> dict[str, Any]:
                 njs = out
                 break
     version = first_line([sys.executable, "-m", "proxy", "--version"]).split()[-1]
+    build = subprocess.run([ctx.tools.nginx, "-V"], capture_output=True, text=True, check=False)
+    nginx_openssl = re.search(r"built with OpenSSL (\S+)", build.stderr)
     return {
         "cpu": cpu,
         "cpus": os.cpu_count(),
@@ -977,6 +1242,8 @@ def environment(ctx: Context) -> dict[str, Any]:
         "nginx": ".".join(map(str, ctx.tools.nginx_version)),
         "njs": njs,
         "wrk": " ".join(first_line([ctx.tools.wrk, "-v"]).split()[:2]),
+        "openssl": ssl.OPENSSL_VERSION.split()[1],  # Python's: remoteit-proxy's TLS
+        "nginx_openssl": nginx_openssl.group(1) if nginx_openssl else "unknown",
         "proxy_cpu": "-" if ctx.proxy_cpu is None else ctx.proxy_cpu,
         "load_cpu": "-" if ctx.load_cpu is None else ctx.load_cpu,
     }
@@ -1028,6 +1295,10 @@ def run(ctx: Context, args: argparse.Namespace) -> tuple[dict[str, Any], list[Me
             "connections": list(CONNECTIONS),
             "starts": args.starts,
             "stream_mib": args.stream_mib,
+            "https": {
+                "certificates": None if ctx.tls is None else ctx.tls.source,
+                "skipped": "" if ctx.tls else "--skip-https" if args.skip_https else NO_CERTS,
+            },
         },
         "errors": [],
     }
@@ -1041,11 +1312,24 @@ def run(ctx: Context, args: argparse.Namespace) -> tuple[dict[str, Any], list[Me
 
     results["environment"]["busy_before"] = wait_until_quiet(args.wait_quiet)
     setups = start_setups(ctx)
+    https = next((s.port for s in setups if s.key == "direct-https"), None)
+    if https is not None and ctx.tls is not None:
+        results["settings"]["https"]["tls"] = tls_session(https, ctx.tls)
     measurements = measure(ctx, setups, args.duration, args.warm_up, args.rounds)
     added = added_p50(measurements)
-    results["throughput"] = [m.as_json(added[(m.setup, m.connections)]) for m in measurements]
+    versus = ratios(measurements, added)
+    results["throughput"] = [
+        m.as_json(
+            added[(m.setup, m.connections)],
+            reference_for(measurements, m.upstream),
+            versus[(m.setup, m.connections)],
+        )
+        for m in measurements
+    ]
     # The proxies only (not the upstream); nginx's master and worker together.
-    results["rss_after_load_mib"] = {s.label: round(rss_mib(s.proc.pid), 1) for s in setups[1:]}
+    results["rss_after_load_mib"] = {
+        s.label: round(rss_mib(s.proc.pid), 1) for s in setups if not s.baseline
+    }
 
     try:
         results["startup"] = measure_startup(ctx, setups[0].port, args.starts)
@@ -1075,6 +1359,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--quick", action="store_true", help="2 s runs, 1 round, 3 starts, 256 MiB streams"
     )
     parser.add_argument("--skip-memory", action="store_true", help="skip the memory helpers")
+    parser.add_argument(
+        "--skip-https", action="store_true", help="leave out the rows proxying to https"
+    )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write results as JSON")
     parser.add_argument(
         "--wait-quiet",
@@ -1125,7 +1412,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         credentials.chmod(0o600)
         env = {k: v for k, v in os.environ.items() if not SCRUBBED_ENV.match(k)}
-        ctx = Context(tools, procs, workdir, proxy_cpu, load_cpu, credentials, secret_b64, env)
+        tls = None if args.skip_https else make_certificates(workdir / "tls")
+        ctx = Context(tools, procs, workdir, proxy_cpu, load_cpu, credentials, secret_b64, env, tls)
         try:
             results, measurements = run(ctx, args)
         except BenchError as exc:
