@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+import random
 import re
-import secrets
 import time
 
 import aiohttp
@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 
 # A client's own request id is kept if it is a short token; anything else is replaced.
 _CLIENT_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
+# New ids: 64 random bits. They need to be unique, not unguessable, so a generator seeded
+# once from the OS replaces a system call per request (secrets.token_hex asks the kernel).
+_new_id = random.Random().getrandbits
 
 
 async def _expectation(request: web.Request) -> web.Response | None:
@@ -60,7 +63,9 @@ def _logged_path(raw_path: str) -> str:
 
 def _request_id(request: web.Request) -> str:
     given = request.headers.get(REQUEST_ID, "")
-    return given if _CLIENT_REQUEST_ID.fullmatch(given) else secrets.token_hex(8)
+    if given and _CLIENT_REQUEST_ID.fullmatch(given):
+        return given
+    return f"{_new_id(64):016x}"
 
 
 async def handle(state: ProxyState, request: web.Request) -> web.StreamResponse:

@@ -141,6 +141,11 @@ class Connection(WriteFlow):
         transport = self.transport
         return self._error is None and transport is not None and not transport.is_closing()
 
+    def fresh(self, keepalive: float) -> bool:
+        """Usable, and idle for less than ``keepalive`` seconds. (The loop's clock: asking
+        asyncio for the running loop costs a getpid system call on every request.)"""
+        return self.usable and self.idle_since > self._loop.time() - keepalive
+
     @property
     def received(self) -> bool:
         """Any byte of the answer has come (a request then cannot be sent again safely)."""

@@ -194,7 +194,7 @@ class Pool:
         idle = self._idle
         while idle:
             conn = idle.pop()
-            if conn.usable and conn.idle_since > asyncio.get_running_loop().time() - KEEPALIVE:
+            if conn.fresh(KEEPALIVE):
                 self._busy.add(conn)
                 return conn, True
             conn.close()

@@ -21,7 +21,6 @@ _FIELD = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t\x20-\x7e\x80-\xff]*"
 FIELDS = re.compile(rb"%s(?:\r\n%s)*" % (_FIELD, _FIELD))
 FIELD_LINE = re.compile(_FIELD)
 _DIGITS = re.compile(rb"[0-9]{1,18}")
-_OWS = b" \t"  # RFC 9110 section 5.6.3: only these two are white space around a value
 
 
 class ParseError(ValueError):
@@ -83,11 +82,16 @@ def parse_head(raw: bytes, method: str) -> Head:
     # control character but HTAB in the value: RFC 9110 section 5.5 refuses NUL, CR and LF).
     if block and FIELDS.fullmatch(block) is None:
         raise ParseError("malformed header field")
-    headers: CIMultiDict[str] = CIMultiDict()
-    if block:
-        for line in block.split(b"\r\n"):
-            name, _, value = line.partition(b":")
-            headers.add(name.decode("ascii"), _decode(value.strip(_OWS)))
+    # Decoded once: names are ASCII (tokens), and the split points (CR LF, the colon) are
+    # ASCII, so splitting the text splits the bytes at the same places.
+    headers: CIMultiDict[str] = CIMultiDict(
+        [
+            (name, value.strip(" \t"))
+            for name, _, value in (line.partition(":") for line in _decode(block).split("\r\n"))
+        ]
+        if block
+        else ()
+    )
     keep_alive = http11 and not _says_close(headers)
     framing, length = _framing(headers, status, method, http11)
     if framing is Framing.CLOSE:
