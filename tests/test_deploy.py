@@ -21,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+import zipfile
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -877,3 +878,36 @@ async def test_every_path_the_checks_and_probes_ask_is_an_endpoint(
     for path in sorted(paths):
         async with client.get(path) as response:  # no token: checks and probes send none
             assert response.status == 200, path
+
+
+def test_the_wheel_the_image_installs_holds_every_module(tmp_path: Path) -> None:
+    # The image installs a wheel built from pyproject.toml, README.md and proxy/ alone (as
+    # the Dockerfile copies them): a package left out of [tool.setuptools] would be missing
+    # there while an editable install still finds it.
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    shutil.copytree(
+        ROOT / "proxy", tmp_path / "proxy", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "--wheel-dir",
+            str(tmp_path / "wheels"),
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert built.returncode == 0, built.stderr
+    (wheel,) = (tmp_path / "wheels").glob("*.whl")
+    inside = {name for name in zipfile.ZipFile(wheel).namelist() if name.endswith(".py")}
+    modules = {path.relative_to(ROOT).as_posix() for path in (ROOT / "proxy").rglob("*.py")}
+    assert modules <= inside, sorted(modules - inside)
