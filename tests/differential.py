@@ -8,7 +8,12 @@ the next answer where it starts.
 
 from __future__ import annotations
 
+import random
+import sys
+import time
+from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import h11
 import httptools
@@ -189,3 +194,89 @@ def compare(data: bytes, method: str, cuts: list[int]) -> Verdict:
             ):
                 problems.append(f"{name} does not find the next answer where we would")
     return Verdict(mine, ll, hh, problems)
+
+
+# --- a longer campaign: random mutations of well-formed answers, for as long as asked ---------
+
+SEEDS = [
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 5\r\n\r\nhello",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;a=b\r\nhello\r\n0\r\nX: 1\r\n\r\n",
+    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 204 No Content\r\nServer: api\r\n\r\n",
+    b'HTTP/1.1 304 Not Modified\r\nETag: "x"\r\n\r\n',
+    b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end",
+    b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+    b"HTTP/1.1 404 Not Found\r\nContent-Length: 1\r\n\r\nx",
+]
+TOKENS = [
+    b" ",
+    b"\t",
+    b"\x00",
+    b"\x0b",
+    b"\x7f",
+    b"\x80",
+    b"\xc2\xa0",
+    b"\xc2\x85",
+    b"\xff",
+    b",",
+    b";",
+    b"=",
+    b'"',
+    b":",
+    b"\r",
+    b"\n",
+    b"\r\n",
+    b"+",
+    b"-",
+    b"0",
+    b"a",
+    b"F",
+]
+
+
+def mutate(rng: random.Random, data: bytes) -> bytes:
+    for _ in range(rng.randint(1, 3)):
+        at = rng.randrange(len(data) + 1)
+        change = rng.randrange(4)
+        token = rng.choice(TOKENS)
+        if change == 0:
+            data = data[:at] + token + data[at + 1 :]
+        elif change == 1:
+            data = data[:at] + token + data[at:]
+        elif change == 2:
+            data = data[:at] + data[at + rng.randint(1, 3) :]
+        else:  # a piece of the answer repeated (a field twice, a chunk twice)
+            end = min(len(data), at + rng.randint(1, 24))
+            data = data[:end] + data[at:end] + data[end:]
+    return data
+
+
+def campaign(seconds: float, seed: int) -> Counter[str]:
+    rng = random.Random(seed)
+    counts: Counter[str] = Counter()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for _ in range(1000):
+            data = mutate(rng, rng.choice(SEEDS))
+            cuts = [rng.randrange(len(data) + 1) for _ in range(rng.randrange(4))]
+            verdict = compare(data, rng.choice(("GET", "POST")), cuts)
+            if verdict.problems:
+                raise SystemExit(f"disagreement on {data!r}: {verdict.problems}")
+            counts["inputs"] += 1
+            if verdict.ours.message is None:
+                counts["refused"] += 1
+                counts["refused, both libraries accept"] += verdict.both_accept
+            else:
+                counts["accepted, reused" if verdict.ours.reusable else "accepted, closed"] += 1
+    return counts
+
+
+if __name__ == "__main__":
+    # python tests/differential.py [SECONDS] [SEED]: prints the counts; exits 1 on a disagreement
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    found = campaign(
+        float(sys.argv[1]) if len(sys.argv) > 1 else 60.0,
+        int(sys.argv[2]) if len(sys.argv) > 2 else 0,
+    )
+    print(dict(sorted(found.items())))

@@ -61,6 +61,10 @@ REFUSED = {
     b"Transfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
     "control-in-reason": b"HTTP/1.1 200 O\x01K\r\nContent-Length: 2\r\n\r\nok",
     "bad-length-in-304": b"HTTP/1.1 304 Not Modified\r\nContent-Length: x\r\n\r\n",
+    "http10-interim": b"HTTP/1.0 100 Continue\r\n\r\n"
+    b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n",
+    "closing-interim": b"HTTP/1.1 100 Continue\r\nConnection: close\r\n\r\n"
+    b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n",
 }
 
 

@@ -107,6 +107,10 @@ class ResponseParser:
             if head.status < 200:
                 if head.status == 101:  # no Upgrade is ever sent, so none may be accepted
                     raise ParseError("unexpected 101 Switching Protocols")
+                if not head.keep_alive:
+                    # HTTP/1.0 has no interim answers, and one that closes the connection ends
+                    # the exchange for llhttp: what follows is no longer read as the answer.
+                    raise ParseError("an interim answer from HTTP/1.0 or with Connection: close")
                 self._interim += 1
                 if self._interim > MAX_INTERIM:
                     raise ParseError("too many interim answers")
