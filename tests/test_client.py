@@ -63,6 +63,7 @@ REFUSED = {
     "bad-length-in-304": b"HTTP/1.1 304 Not Modified\r\nContent-Length: x\r\n\r\n",
     "http10-interim": b"HTTP/1.0 100 Continue\r\n\r\n"
     b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n",
+    "tab-after-chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\t\r\n\r\n0\r\n\r\n",
     "closing-interim": b"HTTP/1.1 100 Continue\r\nConnection: close\r\n\r\n"
     b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n",
 }

@@ -158,6 +158,7 @@ def framing_fields(draw: st.DrawFn, length: int) -> bytes:
                 b"identity",
                 b"chunked,",
                 b"\x0bchunked",
+                b"chunked\t",
             ]
         ),
     )

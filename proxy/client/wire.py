@@ -92,6 +92,8 @@ def parse_head(raw: bytes, method: str) -> Head:
         if block
         else ()
     )
+    if b"\t\r\n" in block or block.endswith(b"\t"):
+        _refuse_tab_after_coding(block)
     keep_alive = http11 and not _says_close(headers)
     framing, length = _framing(headers, status, method, http11)
     if framing is Framing.CLOSE:
@@ -99,6 +101,15 @@ def parse_head(raw: bytes, method: str) -> Head:
     return Head(
         status, _decode(match[3] or b""), headers, framing, length, keep_alive, raw.isascii()
     )
+
+
+def _refuse_tab_after_coding(block: bytes) -> None:
+    """llhttp does not read "chunked" followed by HTAB as chunked (it then reads the body to
+    the connection's end), h11 does: such a Transfer-Encoding is refused."""
+    for line in block.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.lower() == b"transfer-encoding" and b"\t" in value[len(value.rstrip(b" \t")) :]:
+            raise ParseError("white space other than SP after a transfer coding")
 
 
 def _says_close(headers: CIMultiDict[str]) -> bool:
