@@ -7,7 +7,8 @@ from collections import deque
 from enum import Enum
 from typing import cast
 
-from ..errors import UpstreamClosed, UpstreamProtocolError, UpstreamTimeout
+from ..errors import UpstreamTimeout
+from .failures import broken, malformed
 from .flow import WriteFlow
 from .parser import ResponseParser
 from .wire import Head, ParseError
@@ -15,21 +16,6 @@ from .wire import Head, ParseError
 # Reading from the upstream pauses while this much of a body waits for a slow client, so
 # memory stays bounded however fast the upstream sends.
 HIGH_WATER = 256 * 1024
-
-
-def broken(where: str) -> UpstreamClosed:
-    """The error for an upstream connection that closed or was reset mid-exchange."""
-    return UpstreamClosed(
-        f"the upstream {where} broke the connection or answered something that is not HTTP"
-    )
-
-
-def malformed(where: str, reason: str) -> UpstreamProtocolError:
-    """The error for an answer that is not well-formed HTTP/1.1."""
-    return UpstreamProtocolError(
-        f"the upstream {where} broke the connection or answered something that is not HTTP "
-        f"({reason})"
-    )
 
 
 class State(Enum):

@@ -10,8 +10,9 @@ from types import TracebackType
 from typing import Protocol
 
 from ..errors import UpstreamClosed, UpstreamError
-from .connection import Connection, broken
+from .connection import Connection
 from .dial import Dialer
+from .failures import broken
 from .wire import Head, request_head
 
 # An idle connection older than this is closed rather than reused: servers and middleboxes
