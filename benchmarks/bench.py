@@ -6,7 +6,9 @@ All on loopback, under the same load (wrk, a small GraphQL POST, at 1 and at 50 
   (b) nginx:    a plain nginx reverse-proxy hop to it, no signing, upstream keepalive;
   (c) njs:      nginx signing every request with njs the vendor's way (js_set variables for
                 Date and Authorization, crypto.createHmac with the base64-decoded secret);
-  (d) remoteit: remoteit-proxy at --log-level warning, and (e) the same with --read-only.
+  (d) remoteit: remoteit-proxy at --log-level warning, and (e) the same with --read-only;
+  (f) floor:    benchmarks/floor.py, aiohttp's server and the proxy's upstream client doing
+                nothing else: what any proxy on this framework costs.
 
 The real API is https, so (c) and (d) are also measured proxying to the upstream's second,
 TLS port (https://localhost:PORT, a certificate from a throwaway CA that both proxies verify),
@@ -542,6 +544,14 @@ def proxy_launch(
     )
 
 
+def floor_launch(ctx: Context, port: int, upstream: int) -> Launch:
+    """benchmarks/floor.py: aiohttp's server forwarding through the proxy's upstream client,
+    with no signing and no checks; from the repository root, as remoteit-proxy runs."""
+    argv = [sys.executable, str(HERE / "floor.py"), "--listen", f"127.0.0.1:{port}"]
+    argv += ["--upstream", f"http://127.0.0.1:{upstream}"]
+    return Launch("aiohttp floor", argv, dict(ctx.env), ctx.workdir / "floor.log", ROOT)
+
+
 def start(ctx: Context, launch: Launch, port: int, cpu: int | None) -> subprocess.Popen[bytes]:
     """Start a server and wait until its port accepts connections."""
     proc = ctx.procs.start(launch.argv, log=launch.log, env=launch.env, cpu=cpu, cwd=launch.cwd)
@@ -567,7 +577,7 @@ class Setup:
 
 
 def start_setups(ctx: Context) -> list[Setup]:
-    """Start the upstream (a), then the proxies (b), (c) and (d) in front of it; with
+    """Start the upstream (a), then the proxies (b) to (f) in front of it; with
     certificates, also (c) and (d) in front of its https port, measured against it direct."""
     upstream = free_port()
     tls_upstream = None if ctx.tls is None else free_port()
@@ -592,6 +602,8 @@ def start_setups(ctx: Context) -> list[Setup]:
             lambda p: proxy_launch(ctx, "remoteit-ro", p, upstream, "--read-only"),
         )
     )
+    # The framework's own cost: the same server and client, no signing, no checks.
+    plans.append(("floor", "aiohttp floor", lambda p: floor_launch(ctx, p, upstream)))
     for key, label, make in plans:
         setups.append(start_proxy(ctx, key, label, make))
     if tls_upstream is not None:
@@ -1146,6 +1158,11 @@ def report(results: dict[str, Any], measurements: Sequence[Measurement]) -> str:
         "  errors = socket errors + non-2xx answers, all rounds; other CPU = most CPU time other",
         "  programs used during a round, in CPUs (a lower bound; above 0.10 the figures are off)",
     ]
+    if any(m.setup == "floor" for m in measurements):
+        lines.append(
+            "  aiohttp floor: aiohttp's server and the proxy's upstream client with no signing,"
+            " no checks: what any proxy on this framework costs"
+        )
     if reference_for(measurements, "http") != "njs":
         lines.append("  nginx njs is unavailable: ratios are to the plain nginx proxy")
     https = results["settings"]["https"]

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+# The checkout's client, as ``python -m proxy`` run from the repository root uses.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from proxy.client import Dialer, Origin, Pool  # noqa: E402
 
@@ -39,7 +40,10 @@ async def serve(host: str, port: int, upstream: str) -> None:
             while chunk := await answer.read():
                 data += chunk
             head = answer.head
-            return web.Response(status=head.status, reason=head.reason, body=data)
+            kind = head.headers.get("Content-Type", "application/octet-stream").split(";")[0]
+            return web.Response(
+                status=head.status, reason=head.reason, body=data, content_type=kind
+            )
 
     runner = web.ServerRunner(web.Server(handler, access_log=None))
     await runner.setup()
