@@ -10,7 +10,7 @@ import time
 import aiohttp
 from aiohttp import web
 
-from . import endpoints
+from . import endpoints, websocket
 from .admit import admit
 from .forward import forward
 from .gate import gate
@@ -44,12 +44,18 @@ async def _expectation(request: web.Request) -> web.Response | None:
 async def _answer(
     request: web.Request, state: ProxyState, exchange: Exchange
 ) -> web.StreamResponse:
-    """An admitted request: expectations, the client's policy, then forwarded."""
+    """An admitted request: an upgrade's checks, expectations, the client's policy, then
+    forwarded."""
+    upgrade = websocket.upgrade_asked(request)
+    if upgrade is not None and (refused := websocket.refuse_upgrade(request, state, upgrade)):
+        return refused
     answer = await _expectation(request)
     policy = exchange.client.policy if exchange.client is not None else None
     if answer is None and policy is not None:
         answer = await gate(request, state, policy, exchange)
-    return answer if answer is not None else await forward(request, state, exchange)
+    if answer is not None:
+        return answer
+    return await forward(request, state, exchange, upgrade is not None)
 
 
 def _logged_path(raw_path: str) -> str:
@@ -117,7 +123,9 @@ async def handle(state: ProxyState, request: web.Request) -> web.StreamResponse:
             # can forge log lines, and no query values reach the log.
             path=_logged_path(request.raw_path),
             status=status,
-            bytes_in=request.content.total_bytes,
+            bytes_in=(
+                request.content.total_bytes if exchange.bytes_in is None else exchange.bytes_in
+            ),
             bytes_out=exchange.bytes_out,
             seconds=seconds,
             upstream_seconds=exchange.upstream_seconds,

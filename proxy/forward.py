@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from . import websocket
 from .client import Answer, Framing
 from .errors import RequestHeadError, UpstreamClosed, UpstreamError
 from .headers import REQUEST_ID, drop_hop_by_hop
@@ -29,9 +30,10 @@ log = logging.getLogger(__name__)
 
 
 async def forward(
-    request: web.Request, state: ProxyState, exchange: Exchange
+    request: web.Request, state: ProxyState, exchange: Exchange, upgrade: bool = False
 ) -> web.StreamResponse:
-    """Send the request upstream, signed, and stream the answer back."""
+    """Send the request upstream, signed, and stream the answer back (``upgrade``: a
+    WebSocket upgrade, relayed both ways after a 101)."""
     pool = state.pool
     assert pool is not None, "the connection pool is created at start-up"
     path = request.raw_path.partition("?")[0]  # for log lines: raw, so nothing decoded forges one
@@ -49,11 +51,19 @@ async def forward(
         )
         too_large.force_close()  # the rest of the body is not read
         return too_large
+    if upgrade:
+        lines += websocket.UPGRADE_LINES
     sent, started = state.skew.clock(), time.perf_counter()
     exchange.signed_corrected = state.skew.correcting
     try:
         answer = await pool.request(
-            request.method, target, lines, body, length, zero_length=state.settings.signs_length
+            request.method,
+            target,
+            lines,
+            body,
+            length,
+            zero_length=state.settings.signs_length,
+            upgrade=upgrade,
         )
     except RequestHeadError:  # a CR or LF in a header value: never written into the request
         return error_response(400, "bad_request", "a header value contains CR or LF")
@@ -77,6 +87,7 @@ async def forward(
             state.skew_sampled = received
             state.skew.observe(head.headers.get("Date"), sent, received, head.headers.get("Age"))
         headers = head.headers
+        switched = headers.get("Upgrade", "") if head.status == 101 else None
         drop_hop_by_hop(headers)  # what is left is passed on to the client
         if not head.ascii and (field := _undecodable(head)) is not None:
             answer.discard()
@@ -85,6 +96,11 @@ async def forward(
         if _client_gone(request):  # it left while the upstream was answering
             answer.discard()
             return _client_closed(request, path)
+        if switched is not None:  # only ever to a request sent with ``upgrade``
+            relayed = await websocket.switch(request, state, exchange, answer, switched)
+            if relayed is None:
+                return _failed(request, state, path, _switched(state, switched))
+            return relayed
         unsent = tuple(name for name in ADDED_WHEN_MISSING if name not in headers)
         if answer.complete and head.framing is not Framing.NONE:
             # The whole body came with the head (the usual small API answer): one write.
@@ -119,6 +135,12 @@ def _failed(
     if not request.content.at_eof():
         failed.force_close()  # the rest of the client's body is not read for nothing
     return failed
+
+
+def _switched(state: ProxyState, protocol: str) -> UpstreamError:
+    return UpstreamError(
+        f"the upstream {state.settings.upstream} switched to {protocol[:40]!r}, not websocket"
+    )
 
 
 def _undecodable(head: Head) -> str | None:

@@ -13,6 +13,7 @@ from .outgoing import BodyTooLarge, forwarded_content_type, read_whole
 from .policy import Policy, Refusal, check_graphql, check_rest
 from .responses import error_response
 from .state import Exchange
+from .websocket import upgrade_asked
 
 if TYPE_CHECKING:
     from .graphql_ops import Operation
@@ -48,6 +49,13 @@ async def gate(
 ) -> web.Response | None:
     """The answer refusing the request, or None to forward it (with a GraphQL body it had to
     read whole kept in ``exchange.body``, to be sent unchanged)."""
+    if upgrade_asked(request) is not None:
+        refusal = Refusal(
+            "websocket",
+            "a WebSocket is refused to a client with read_only or allow-lists: the proxy cannot "
+            "inspect what its messages do",
+        )
+        return _decide(request, exchange, state, refusal)
     if "#" in request.raw_path:
         # The fragment is never sent (outgoing._wire_target): what is checked must be what goes.
         return _bad(request, exchange, state, "bad_request_target", "remove the '#' fragment")

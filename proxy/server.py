@@ -206,12 +206,25 @@ class ProxyService:
             self.addresses = [f"http://{Listen(a[0], a[1])}" for a in self._runner.addresses]
         return self.addresses
 
+    async def _end_websockets(self) -> None:
+        """Open WebSockets get the shutdown timeout too, then a close 1001 (going away)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.shutdown_timeout
+        while self.state.tunnels and loop.time() < deadline:
+            await asyncio.sleep(min(0.05, deadline - loop.time()))
+        for relay in list(self.state.tunnels):
+            relay.going_away()
+
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish (up to the shutdown timeout), close."""
         self.state.draining = True
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        closer = asyncio.ensure_future(self._end_websockets())
+        try:
+            if self._runner is not None:
+                await self._runner.cleanup()
+                self._runner = None
+        finally:
+            closer.cancel()
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -22,6 +22,7 @@ from .values import (
     parse_path,
     parse_scheme,
     parse_seconds,
+    parse_seconds_or_off,
     parse_sign_headers,
     parse_size,
     parse_text,
@@ -52,6 +53,7 @@ class Settings:
     ca_bundle: Path | None = None
     insecure_skip_verify: bool = False
     shutdown_timeout: float = 10.0
+    websocket_idle_timeout: float | None = None
     log_format: str = "text"
     clock_skew_threshold: float = 5.0
     no_clock_correction: bool = False
@@ -124,6 +126,13 @@ OPTIONS: tuple[Option, ...] = (
         is_flag=True,
     ),
     Option("shutdown-timeout", "10", "seconds in-flight requests get at exit", parse_seconds, "S"),
+    Option(
+        "websocket-idle-timeout",
+        "off",
+        "close a WebSocket quiet both ways this long",
+        parse_seconds_or_off,
+        "S",
+    ),
     Option("log-format", "text", "text or json (one object per line)", parse_log_format, "FMT"),
     Option(
         "clock-skew-threshold",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .client import Pool
 from .clients import Clients
@@ -27,6 +27,8 @@ class ProxyState:
     pool: Pool | None = field(default=None, repr=False)
     token: bytes | None = field(default=None, repr=False)
     draining: bool = False
+    # Open WebSockets, so that shutdown can end them (each has a going_away method).
+    tunnels: set[Any] = field(default_factory=set, repr=False)
     skew_sampled: float = 0.0  # when the clock offset was last sampled
 
     def __post_init__(self) -> None:
@@ -41,6 +43,7 @@ class Exchange:
     request_id: str
     upstream_seconds: float | None = None
     bytes_out: int = 0
+    bytes_in: int | None = None  # when not the request body's (a WebSocket's, both ways)
     signed_corrected: bool = False
     aborted: int | None = None  # the status to log when the answer broke off mid-body
     client: Client | None = None  # who asked (picked by the token)

@@ -25,6 +25,18 @@ def parse_seconds(value: str, origin: str) -> float:
     return seconds
 
 
+def parse_seconds_or_off(value: str, origin: str) -> float | None:
+    """A positive number of seconds, or ``off`` (also 0) for no limit."""
+    if value.lower() in ("off", "0", "none"):
+        return None
+    try:
+        return parse_seconds(value, origin)
+    except ConfigError:
+        raise ConfigError(
+            f"{origin}: {value!r} is not a positive number of seconds, or off"
+        ) from None
+
+
 def parse_log_level(value: str, origin: str) -> str:
     if value.lower() not in LOG_LEVELS:
         raise ConfigError(f"{origin}: {value!r} is not one of {', '.join(LOG_LEVELS)}")

@@ -57,6 +57,7 @@ def summary(settings: Settings) -> dict[str, Any]:
         "ca-bundle": settings.ca_bundle,
         "insecure-skip-verify": settings.insecure_skip_verify,
         "shutdown-timeout": settings.shutdown_timeout,
+        "websocket-idle-timeout": settings.websocket_idle_timeout,
     }
 
 
@@ -79,6 +80,7 @@ def test_option_table_names_env_and_keys() -> None:
         "ca-bundle",
         "insecure-skip-verify",
         "shutdown-timeout",
+        "websocket-idle-timeout",
         "log-format",
         "clock-skew-threshold",
         "no-clock-correction",
@@ -131,6 +133,7 @@ def test_option_table_defaults_match_resolved_defaults() -> None:
         "ca-bundle": None,
         "insecure-skip-verify": "false",
         "shutdown-timeout": "10",
+        "websocket-idle-timeout": "off",
         "log-format": "text",
         "clock-skew-threshold": "5",
         "no-clock-correction": "false",
@@ -162,6 +165,7 @@ LAYER_VALUES: dict[str, dict[str, tuple[str, Any]]] = {
         "ca-bundle": ("/cli/ca.pem", Path("/cli/ca.pem")),
         "insecure-skip-verify": ("false", False),
         "shutdown-timeout": ("7", 7.0),
+        "websocket-idle-timeout": ("30", 30.0),
     },
     "env": {
         "listen": ("[::1]:2222", "[::1]:2222"),
@@ -177,6 +181,7 @@ LAYER_VALUES: dict[str, dict[str, tuple[str, Any]]] = {
         "ca-bundle": ("/env/ca.pem", Path("/env/ca.pem")),
         "insecure-skip-verify": ("TRUE", True),
         "shutdown-timeout": ("8", 8.0),
+        "websocket-idle-timeout": ("off", None),
     },
     "file": {
         "listen": ("localhost:3333", "localhost:3333"),
@@ -192,6 +197,7 @@ LAYER_VALUES: dict[str, dict[str, tuple[str, Any]]] = {
         "ca-bundle": ("/file/ca.pem", Path("/file/ca.pem")),
         "insecure-skip-verify": ("no", False),
         "shutdown-timeout": ("9", 9.0),
+        "websocket-idle-timeout": ("0.5", 0.5),
     },
 }
 
@@ -451,6 +457,20 @@ def test_timeouts_must_be_positive_numbers(option: str, value: str) -> None:
     assert "positive" in message
     message = config_error({}, {env_name(option): value or "0"})
     assert message.startswith(f"{env_name(option)}: ")
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"), [("off", None), ("OFF", None), ("0", None), ("2.5", 2.5)]
+)
+def test_websocket_idle_timeout_is_seconds_or_off(value: str, seconds: float | None) -> None:
+    assert resolve({"websocket-idle-timeout": value}, {}).websocket_idle_timeout == seconds
+
+
+@pytest.mark.parametrize("value", ["-1", "abc", "nan", "inf", "", "1s", "never"])
+def test_websocket_idle_timeout_names_what_it_takes(value: str) -> None:
+    message = config_error({"websocket-idle-timeout": value})
+    assert message.startswith("--websocket-idle-timeout: ")
+    assert message.endswith("is not a positive number of seconds, or off")
 
 
 @pytest.mark.parametrize(

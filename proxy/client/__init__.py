@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from .dial import Dialer, Origin, OutboundProxy
 from .pool import Answer, Body, BodyStream, Pool
+from .tunnel import Tunnel
 from .wire import Framing, Head, ParseError, request_head
 
 __all__ = [
@@ -20,5 +21,6 @@ __all__ = [
     "OutboundProxy",
     "ParseError",
     "Pool",
+    "Tunnel",
     "request_head",
 ]

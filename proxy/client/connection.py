@@ -7,10 +7,11 @@ from collections import deque
 from enum import Enum
 from typing import cast
 
-from ..errors import UpstreamTimeout
 from .failures import broken, malformed
 from .flow import WriteFlow
 from .parser import ResponseParser
+from .timing import ReadTimer
+from .tunnel import Tunnel
 from .wire import Head, ParseError
 
 # Reading from the upstream pauses while this much of a body waits for a slow client, so
@@ -26,9 +27,10 @@ class State(Enum):
     WAITING = "waiting"  # the whole request is written: the answer is awaited or read
     DONE = "done"  # the whole answer is in, and the connection can carry another request
     SPENT = "spent"  # the exchange is over or broken and the connection is not reused
+    UPGRADED = "upgraded"  # a 101 came: the connection is to be handed over (``handover``)
 
 
-class Connection(WriteFlow):
+class Connection(ReadTimer, WriteFlow):
     """The protocol side of one upstream connection, used by one request at a time.
 
     ``read_timeout`` bounds every wait for the upstream once the request is sent: the clock
@@ -91,7 +93,8 @@ class Connection(WriteFlow):
                 parser.eof()  # the end of a body framed by the connection's close
             except ParseError:
                 self._fail(broken(self._where))
-        self.state = State.SPENT
+        if self.state is not State.UPGRADED:  # else handed over all the same, as ended
+            self.state = State.SPENT
         if self._drain is not None and not self._drain.done():
             self._drain.set_exception(self._error or broken(self._where))
             self._drain.exception()  # read: whoever waits on it is told through _error too
@@ -100,9 +103,10 @@ class Connection(WriteFlow):
 
     # --- the request -----------------------------------------------------------------------
 
-    def begin(self, method: str) -> None:
-        """Start an exchange: the answer to ``method`` is read from now on."""
-        self._parser = ResponseParser(method)
+    def begin(self, method: str, upgrade: bool = False) -> None:
+        """Start an exchange: the answer to ``method`` is read from now on (``upgrade``: the
+        request asks to switch protocols, so a 101 may answer it)."""
+        self._parser = ResponseParser(method, upgrade)
         self.head = None
         self.state = State.SENDING
 
@@ -151,6 +155,27 @@ class Connection(WriteFlow):
                 self.transport.close()
             else:
                 self.transport.abort()
+
+    def handover(self) -> Tunnel:
+        """After a 101: the connection as a raw byte stream, with what came after the head
+        (a write the upstream takes nothing of for ``read_timeout`` still fails)."""
+        transport = self.transport
+        assert self.state is State.UPGRADED and transport is not None
+        self._cancel_timer()
+        self.state, self.transport = State.SPENT, None
+        tunnel = Tunnel(
+            self._loop,
+            transport,
+            tuple(self._chunks),
+            ended=transport.is_closing(),
+            where=self._where,
+            stall_timeout=self._read_timeout,
+        )
+        self._chunks.clear()
+        transport.set_protocol(tunnel)
+        if self._read_paused:
+            transport.resume_reading()  # the tunnel keeps its own count from now on
+        return tunnel
 
     # --- the answer ------------------------------------------------------------------------
 
@@ -210,7 +235,9 @@ class Connection(WriteFlow):
     def _answered(self) -> None:
         """The answer is complete: reusable if the request is sent and nothing is amiss."""
         parser, head = self._parser, self.head
-        if self.state is State.WAITING:
+        if self.state is State.WAITING and parser is not None and parser.upgraded:
+            self.state = State.UPGRADED
+        elif self.state is State.WAITING:
             reusable = parser is not None and parser.clean and head is not None and head.keep_alive
             self.state = State.DONE if reusable else State.SPENT
         elif self.state is State.DONE and parser is not None and not parser.clean:
@@ -237,37 +264,3 @@ class Connection(WriteFlow):
     def _timing(self) -> bool:
         """The upstream owes an answer: the request is sent, or its answer has begun."""
         return self.state is State.WAITING or (self.head is not None and not self.complete)
-
-    async def _wait(self) -> None:
-        waiter = self._waiter = self._loop.create_future()
-        if self._timing and self._timer is None:
-            self._timer = self._loop.call_at(self._last + self._read_timeout, self._on_timer)
-        try:
-            await waiter
-        finally:
-            self._waiter = None
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _start_timing(self) -> None:
-        self._last = self._loop.time()
-        if self._waiter is not None and self._timer is None:  # already waiting
-            self._timer = self._loop.call_at(self._last + self._read_timeout, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        if self._waiter is None or not self._timing:
-            return  # nobody is waiting on the upstream: the next wait arms the timer again
-        deadline = self._last + self._read_timeout
-        if self._loop.time() < deadline:
-            self._timer = self._loop.call_at(deadline, self._on_timer)
-            return
-        self._fail(UpstreamTimeout(f"the upstream {self._where} did not answer in time"))
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None

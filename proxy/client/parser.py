@@ -30,10 +30,14 @@ class ResponseParser:
         "done",
         "clean",
         "scanned",
+        "_upgrade",
+        "upgraded",
     )
 
-    def __init__(self, method: str) -> None:
+    def __init__(self, method: str, upgrade: bool = False) -> None:
         self._method = method
+        self._upgrade = upgrade  # the request asked to switch protocols: a 101 may end it
+        self.upgraded = False  # a 101 came: what follows is the new protocol's, not HTTP
         self._buffer = bytearray()
         self._searched = 0  # where the search for the head's end resumes
         self._left = 0
@@ -47,10 +51,14 @@ class ResponseParser:
     def feed(self, data: bytes) -> list[bytes]:
         """Take the next bytes received; return the body pieces in them."""
         if self.done:
+            if self.upgraded:
+                return [data] if data else []
             self.clean = self.clean and not data
             return []
         if self.head is None:
             data = self._head(data)
+            if self.upgraded:
+                return [data] if data else []  # the new protocol's first bytes
             if self.head is None or self.done:
                 return []
         if not data:
@@ -104,8 +112,13 @@ class ResponseParser:
             rest = bytes(view[end + 4 :])
             buffer.clear()
             self._searched = 0
+            if head.status == 101 and self._upgrade:
+                # RFC 9110 15.2.2: the answer ends here, and the connection now speaks the
+                # protocol switched to; the caller takes it over whole.
+                self.head, self.done, self.upgraded = head, True, True
+                return rest
             if head.status < 200:
-                if head.status == 101:  # no Upgrade is ever sent, so none may be accepted
+                if head.status == 101:  # no Upgrade was asked for, so none may be accepted
                     raise ParseError("unexpected 101 Switching Protocols")
                 if not head.keep_alive:
                     # HTTP/1.0 has no interim answers, and one that closes the connection ends

@@ -13,6 +13,7 @@ from ..errors import UpstreamClosed, UpstreamError
 from .connection import Connection
 from .dial import Dialer
 from .failures import broken
+from .tunnel import Tunnel
 from .wire import Head, request_head
 
 # An idle connection older than this is closed rather than reused: servers and middleboxes
@@ -58,6 +59,11 @@ class Answer:
     async def read(self) -> bytes:
         """The next piece of the body as it arrives; ``b""`` at its end."""
         return await self._conn.read()
+
+    def tunnel(self) -> Tunnel:
+        """After a 101 to a request sent with ``upgrade``: the connection, taken out of the
+        pool for good, as a raw byte stream both ways."""
+        return self._pool.hand_over(self._conn)
 
     def discard(self) -> None:
         """Give up on the rest of the answer: the connection is closed, not reused."""
@@ -117,13 +123,15 @@ class Pool:
         length: int | None = None,
         *,
         zero_length: bool = False,
+        upgrade: bool = False,
     ) -> Answer:
         """Send a request; return its answer once the head is in.
 
         ``lines`` are the header lines but the framing, which follows the body: sent whole
         (bytes) or streamed from the client (``length`` bytes, or chunked when it is None);
         ``zero_length`` sends ``Content-Length: 0`` without a body whatever the method (a
-        signed length). The caller reads the answer and then releases it.
+        signed length); ``upgrade``: the lines ask to switch protocols, and a 101 may answer
+        (``Answer.tunnel``). The caller reads the answer and then releases it.
         """
         if isinstance(body, bytes):
             lines.append(b"Content-Length: %d" % len(body))
@@ -141,7 +149,7 @@ class Pool:
         replayable = not streamed and method in IDEMPOTENT
         while True:
             conn, reused = await self._acquire()
-            conn.begin(method)
+            conn.begin(method, upgrade)
             try:
                 if body is not None and not isinstance(body, bytes):
                     conn.writer = asyncio.create_task(_stream(conn, head, body, length))
@@ -180,6 +188,12 @@ class Pool:
         idle.append(conn)
         while idle[0].idle_since < conn.idle_since - KEEPALIVE:
             idle.popleft().close()
+
+    def hand_over(self, conn: Connection) -> Tunnel:
+        """A connection that switched protocols leaves the pool: its new owner closes it."""
+        self._busy.discard(conn)
+        conn.writer = None
+        return conn.handover()
 
     def close(self) -> None:
         """Close every connection (at shutdown)."""
