@@ -70,9 +70,9 @@ def admit(request: web.Request, state: ProxyState) -> Client | web.Response:
         return error_response(
             400, "bad_request_target", "send a path such as /graphql/v1, not a full URL"
         )
-    if state.settings.upstream.prefix and _climbs(request.raw_path):
+    if (state.settings.upstream.prefix or state.mounts) and _climbs(request.raw_path):
         return error_response(
-            400, "bad_request_target", "'..' may not leave the upstream's path prefix"
+            400, "bad_request_target", "'..' may not leave the upstream's path prefix or mount"
         )
     if "%" in request.raw_path and _BAD_PERCENT.search(request.raw_path):
         return error_response(

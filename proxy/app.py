@@ -77,7 +77,7 @@ def _request_id(request: web.Request) -> str:
 async def handle(state: ProxyState, request: web.Request) -> web.StreamResponse:
     """Answer one client request: from the proxy itself, a refusal, or forwarded signed."""
     started = time.perf_counter()
-    if request.raw_path.startswith(endpoints.PREFIX):
+    if request.raw_path.startswith(endpoints.PREFIX) and not state.named(request.raw_path):
         # Probes and scrapes: no token needed, not counted as traffic, and logged at DEBUG so
         # that a probe every few seconds does not bury the requests in the log.
         own = endpoints.answer(request, state)

@@ -1,4 +1,4 @@
-"""The config file: its ``[proxy]`` settings and ``[client.NAME]`` sections, read strictly."""
+"""The config file: ``[proxy]`` settings, ``[client.NAME]`` and ``[upstream.NAME]`` sections."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 from .policy import ANY, OPERATION_TYPES, Policy, RestRule
+from .upstreams import UPSTREAM_KEYS, UPSTREAM_PREFIX
 from .values import parse_bool, parse_token
 
 CONFIG_SECTION = "proxy"
@@ -46,6 +47,7 @@ class ConfigFile:
 
     values: dict[str, str]
     clients: dict[str, dict[str, str]]
+    upstreams: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def read_config(path: Path, known: frozenset[str]) -> ConfigFile:
@@ -70,13 +72,22 @@ def read_config(path: Path, known: frozenset[str]) -> ConfigFile:
         for name in parser.sections()
         if name.startswith(CLIENT_PREFIX)
     }
-    others = [s for s in parser.sections() if s != CONFIG_SECTION and s not in _names(clients)]
+    upstreams = {
+        name[len(UPSTREAM_PREFIX) :]: dict(parser.items(name))
+        for name in parser.sections()
+        if name.startswith(UPSTREAM_PREFIX)
+    }
+    others = [
+        s
+        for s in parser.sections()
+        if s != CONFIG_SECTION and not s.startswith((CLIENT_PREFIX, UPSTREAM_PREFIX))
+    ]
     if others:
         raise ConfigError(
             f"config file {path}: unknown section [{others[0]}]; the sections are "
-            f"[{CONFIG_SECTION}] and [{CLIENT_PREFIX}NAME]"
+            f"[{CONFIG_SECTION}], [{CLIENT_PREFIX}NAME] and [{UPSTREAM_PREFIX}NAME]"
         )
-    if not parser.has_section(CONFIG_SECTION) and not clients:
+    if not parser.has_section(CONFIG_SECTION) and not clients and not upstreams:
         raise ConfigError(
             f"config file {path} has no [{CONFIG_SECTION}] section; put the settings under a "
             f"[{CONFIG_SECTION}] line (see config.example.ini)"
@@ -85,11 +96,9 @@ def read_config(path: Path, known: frozenset[str]) -> ConfigFile:
     _no_unknown(path, CONFIG_SECTION, values, known)
     for name, section in clients.items():
         _no_unknown(path, CLIENT_PREFIX + name, section, CLIENT_KEYS)
-    return ConfigFile(values, clients)
-
-
-def _names(clients: Mapping[str, object]) -> set[str]:
-    return {CLIENT_PREFIX + name for name in clients}
+    for name, section in upstreams.items():
+        _no_unknown(path, UPSTREAM_PREFIX + name, section, UPSTREAM_KEYS)
+    return ConfigFile(values, clients, upstreams)
 
 
 def _no_unknown(path: Path, section: str, values: Mapping[str, str], known: frozenset[str]) -> None:

@@ -71,7 +71,10 @@ def answer(request: web.Request, state: ProxyState) -> web.Response:
     route = ROUTES.get(name)
     if route is None:
         return error_response(
-            404, "not_found", "paths under /-/ are the proxy's own: health, ready, metrics"
+            404,
+            "not_found",
+            "paths under /-/ are the proxy's own: health, ready, metrics, and /-/to/NAME for "
+            "the [upstream.NAME] sections of the config file",
         )
     if request.method not in ("GET", "HEAD"):
         response = error_response(405, "method_not_allowed", f"/-/{name} answers GET only")

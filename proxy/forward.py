@@ -24,6 +24,7 @@ from .responses import (
 
 if TYPE_CHECKING:
     from .client import Head
+    from .settings import Settings
     from .state import Exchange, ProxyState
 
 log = logging.getLogger(__name__)
@@ -34,11 +35,12 @@ async def forward(
 ) -> web.StreamResponse:
     """Send the request upstream, signed, and stream the answer back (``upgrade``: a
     WebSocket upgrade, relayed both ways after a 101)."""
-    pool = state.pool
-    assert pool is not None, "the connection pool is created at start-up"
+    settings, pool, raw_path = state.route(request.raw_path)
     path = request.raw_path.partition("?")[0]  # for log lines: raw, so nothing decoded forges one
     try:
-        target, lines, body, length = await build_upstream_request(request, state, exchange)
+        target, lines, body, length = await build_upstream_request(
+            request, state, exchange, settings, raw_path
+        )
     except ConnectionError:  # the client left while its body was being read
         return _client_closed(request, path)
     except BodyTooLarge:
@@ -46,7 +48,7 @@ async def forward(
             413,
             "body_too_large",
             f"signing needs the whole body, which is over --max-buffered-body "
-            f"({state.settings.max_buffered_body} bytes): raise the limit, or send the body "
+            f"({settings.max_buffered_body} bytes): raise the limit, or send the body "
             "with a Content-Length",
         )
         too_large.force_close()  # the rest of the body is not read
@@ -62,7 +64,7 @@ async def forward(
             lines,
             body,
             length,
-            zero_length=state.settings.signs_length,
+            zero_length=settings.signs_length,
             upgrade=upgrade,
         )
     except RequestHeadError:  # a CR or LF in a header value: never written into the request
@@ -71,7 +73,7 @@ async def forward(
         if _client_gone(request):
             # The client left (mid-upload, or before the answer): not the upstream's fault.
             return _client_closed(request, path)
-        error = exc if isinstance(exc, UpstreamError) else _lost(state)
+        error = exc if isinstance(exc, UpstreamError) else _lost(settings)
         return _failed(request, state, path, error)
     async with answer:
         exchange.upstream_seconds = time.perf_counter() - started
@@ -91,7 +93,7 @@ async def forward(
         drop_hop_by_hop(headers)  # what is left is passed on to the client
         if not head.ascii and (field := _undecodable(head)) is not None:
             answer.discard()
-            return _failed(request, state, path, _not_relayable(state, field))
+            return _failed(request, state, path, _not_relayable(settings, field))
         headers[REQUEST_ID] = exchange.request_id
         if _client_gone(request):  # it left while the upstream was answering
             answer.discard()
@@ -99,7 +101,7 @@ async def forward(
         if switched is not None:  # only ever to a request sent with ``upgrade``
             relayed = await websocket.switch(request, state, exchange, answer, switched)
             if relayed is None:
-                return _failed(request, state, path, _switched(state, switched))
+                return _failed(request, state, path, _switched(settings, switched))
             return relayed
         unsent = tuple(name for name in ADDED_WHEN_MISSING if name not in headers)
         if answer.complete and head.framing is not Framing.NONE:
@@ -118,9 +120,9 @@ async def forward(
         return response
 
 
-def _lost(state: ProxyState) -> UpstreamError:
+def _lost(settings: Settings) -> UpstreamError:
     return UpstreamClosed(
-        f"the upstream {state.settings.upstream} broke the connection or answered something "
+        f"the upstream {settings.upstream} broke the connection or answered something "
         "that is not HTTP"
     )
 
@@ -137,9 +139,9 @@ def _failed(
     return failed
 
 
-def _switched(state: ProxyState, protocol: str) -> UpstreamError:
+def _switched(settings: Settings, protocol: str) -> UpstreamError:
     return UpstreamError(
-        f"the upstream {state.settings.upstream} switched to {protocol[:40]!r}, not websocket"
+        f"the upstream {settings.upstream} switched to {protocol[:40]!r}, not websocket"
     )
 
 
@@ -162,9 +164,9 @@ def _escaped(text: str) -> bool:
     return False
 
 
-def _not_relayable(state: ProxyState, field: str) -> UpstreamError:
+def _not_relayable(settings: Settings, field: str) -> UpstreamError:
     return UpstreamError(
-        f"the upstream {state.settings.upstream} sent {field} with bytes that are not UTF-8, "
+        f"the upstream {settings.upstream} sent {field} with bytes that are not UTF-8, "
         "which the proxy cannot pass on unchanged"
     )
 

@@ -158,15 +158,16 @@ def _wire_target(raw: str) -> str:
 
 
 async def build_upstream_request(
-    request: web.Request, state: ProxyState, exchange: Exchange
+    request: web.Request, state: ProxyState, exchange: Exchange, settings: Settings, raw_path: str
 ) -> tuple[str, list[bytes], Body, int | None]:
     """The target, header lines, body and body length of the upstream request, signed after
-    every other change."""
-    settings, client = state.settings, exchange.client
+    every other change; ``settings`` are those of the upstream it goes to (``state.route``),
+    ``raw_path`` the path and query as that upstream gets them."""
+    client = exchange.client
     assert client is not None, "a request is forwarded for a client"
     creds = client.credentials.current
     upstream = settings.upstream
-    target = upstream.prefix + _wire_target(request.raw_path)
+    target = upstream.prefix + _wire_target(raw_path)
     body, length, sha256 = await read_body(request, settings, exchange.body)
     drop = _DROP[bool(creds.developer_key), settings.sign_content_digest]
     if client.policy is not None:

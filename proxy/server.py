@@ -30,6 +30,7 @@ from .responses import drop_added_fields, error_response
 from .settings import Settings
 from .state import ProxyState
 from .upstream import create_pool
+from .upstreams import settings_for
 
 log = logging.getLogger(__name__)
 BACKLOG = 1024
@@ -163,6 +164,12 @@ class ProxyService:
     async def start(self) -> list[str]:
         """Listen and serve; return the URLs listened on (the real port when 0 was asked)."""
         self.state.pool = create_pool(self.settings, self._environ)
+        mounts = []
+        for named in self.settings.upstreams:
+            settings = settings_for(self.settings, named)
+            pool = create_pool(settings, self._environ)  # its own connections and TLS
+            mounts += [(mount, settings, pool) for mount in named.mounts]
+        self.state.mounts = tuple(sorted(mounts, key=lambda mount: -len(mount[0])))
         if any(client.policy is not None for client in self.clients.all):
             # graphql-core is loaded now, not by the first request (about 0.1 s).
             importlib.import_module(".graphql_ops", __package__)
@@ -233,6 +240,9 @@ class ProxyService:
         if self.state.pool is not None:
             self.state.pool.close()
             self.state.pool = None
+        for _, _, pool in self.state.mounts:
+            pool.close()  # (a pool with two mounts is closed twice: harmless)
+        self.state.mounts = ()
         unix = self.settings.listen.unix
         if unix is not None and self._unix_inode is not None:
             # Remove our socket only: not one another process has put there since.

@@ -13,6 +13,7 @@ from .configfile import ClientConfig, parse_clients, read_config, read_token_fil
 from .credentials import DEFAULT_PROFILE, default_credentials_path
 from .errors import ConfigError
 from .signing import DEFAULT_SIGNED_HEADERS
+from .upstreams import NamedUpstream, parse_upstreams
 from .values import (
     parse_bool,
     parse_graphql_paths,
@@ -66,6 +67,7 @@ class Settings:
     graphql_paths: tuple[str, ...] = ("/graphql/v1", "/graphql/beta")
     config: Path | None = None
     clients: tuple[ClientConfig, ...] = ()
+    upstreams: tuple[NamedUpstream, ...] = ()  # the [upstream.NAME] sections
 
     @cached_property  # read several times per request: decided once
     def signs_length(self) -> bool:
@@ -257,4 +259,7 @@ def resolve(
         clients = parse_clients(config, config_path, environ, values["profile"], values["token"])
     if serving:
         _check_exposure(values, clients)
-    return Settings(config=config_path, clients=clients, **values)
+    upstreams: tuple[NamedUpstream, ...] = ()
+    if config is not None and config_path is not None:
+        upstreams = parse_upstreams(config_path, config.upstreams)
+    return Settings(config=config_path, clients=clients, upstreams=upstreams, **values)

@@ -10,6 +10,7 @@ from .clients import Clients
 from .clock import ClockSkew
 from .metrics import Metrics
 from .settings import Settings
+from .upstreams import route
 
 if TYPE_CHECKING:
     from .clients import Client
@@ -30,6 +31,23 @@ class ProxyState:
     # Open WebSockets, so that shutdown can end them (each has a going_away method).
     tunnels: set[Any] = field(default_factory=set, repr=False)
     skew_sampled: float = 0.0  # when the clock offset was last sampled
+
+    # Named upstreams: (mount, their settings, their pool), the longest mount first.
+    mounts: tuple[tuple[str, Settings, Pool], ...] = field(default=(), repr=False)
+
+    def named(self, raw_path: str) -> bool:
+        """Whether the path is under a named upstream's mount."""
+        return any(route(raw_path, mount) is not None for mount, _, _ in self.mounts)
+
+    def route(self, raw_path: str) -> tuple[Settings, Pool, str]:
+        """Where a request goes: the settings and pool of its upstream, and its path and query
+        as that upstream gets them (below a named upstream's mount, the rest)."""
+        for mount, settings, pool in self.mounts:
+            rest = route(raw_path, mount)
+            if rest is not None:
+                return settings, pool, rest
+        assert self.pool is not None, "the connection pool is created at start-up"
+        return self.settings, self.pool, raw_path
 
     def __post_init__(self) -> None:
         if self.settings.token is not None:

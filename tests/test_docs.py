@@ -9,6 +9,7 @@ from proxy.settings import CONFIG_OPTION, OPTIONS, read_config_file, resolve
 
 ROOT = Path(__file__).parent.parent
 CLIENTS = "# --- Clients"
+UPSTREAMS = "# --- Upstreams"
 
 
 def shell_blocks(text: str) -> list[str]:
@@ -66,7 +67,7 @@ def test_readme_is_short_enough_to_read() -> None:
 
 def test_example_client_section_uncommented_is_a_working_client(tmp_path: Path) -> None:
     example = (ROOT / "config.example.ini").read_text()
-    section = example.split(CLIENTS)[1]
+    section = example.split(CLIENTS)[1].split(UPSTREAMS)[0]
     # Uncomment the example (its own comments start with "# #"); put its token where it says.
     token = tmp_path / "backup-token"
     token.write_text("backup-token-value\n")
@@ -86,3 +87,15 @@ def test_example_client_section_uncommented_is_a_working_client(tmp_path: Path) 
         "GET /apv/v27/device/list/*",
         "GET /apv/v27/user/*",
     ]
+
+
+def test_example_upstream_section_uncommented_is_a_working_upstream(tmp_path: Path) -> None:
+    section = (ROOT / "config.example.ini").read_text().split(UPSTREAMS)[1]
+    text = "\n".join(
+        line[2:] for line in section.splitlines() if line.startswith("# ") and line[2:3] != "#"
+    )
+    config = tmp_path / "proxy.ini"
+    config.write_text(text[text.index("[upstream.events]") :])
+    (events,) = resolve({"config": str(config)}, {}).upstreams
+    assert str(events.upstream) == "https://ws.remote.it"
+    assert events.mounts == ("/-/to/events", "/events") and events.scheme == "rfc9421"
