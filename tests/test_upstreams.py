@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from conftest import KEY_ID, SECRET, ProxyFactory
+from conftest import KEY_ID, SECRET, ProxyClient, ProxyFactory
 from fake_upstream import FakeUpstream, Received
 from test_websocket import echo_socket
 
@@ -22,6 +22,11 @@ def config(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "proxy.ini"
     path.write_text(text)
     return path
+
+
+async def proxy_with(make_proxy: ProxyFactory, tmp_path: Path, text: str) -> ProxyClient:
+    """The proxy started with a config file holding ``text``."""
+    return await make_proxy(config=str(config(tmp_path, text)))
 
 
 def settings_error(path: Path) -> str:
@@ -79,8 +84,9 @@ def test_a_bad_section_names_the_file_section_and_key(tmp_path: Path, text: str,
 async def test_each_upstream_is_reached_through_its_mount_and_signed_for_its_host(
     make_proxy: ProxyFactory, upstream: FakeUpstream, events: FakeUpstream, tmp_path: Path
 ) -> None:
-    path = config(tmp_path, f"[upstream.events]\nurl = {events.url}/api\nmount = /events\n")
-    client = await make_proxy(config=str(path))
+    client = await proxy_with(
+        make_proxy, tmp_path, f"[upstream.events]\nurl = {events.url}/api\nmount = /events\n"
+    )
     for target, expected in [
         ("/-/to/events/v1/x?a=1", "/api/v1/x?a=1"),
         ("/events?a=2", "/api/?a=2"),
@@ -99,8 +105,9 @@ async def test_each_upstream_is_reached_through_its_mount_and_signed_for_its_hos
 async def test_a_named_upstream_can_sign_with_its_own_scheme(
     make_proxy: ProxyFactory, upstream: FakeUpstream, events: FakeUpstream, tmp_path: Path
 ) -> None:
-    path = config(tmp_path, f"[upstream.events]\nurl = {events.url}\nscheme = rfc9421\n")
-    client = await make_proxy(config=str(path))
+    client = await proxy_with(
+        make_proxy, tmp_path, f"[upstream.events]\nurl = {events.url}\nscheme = rfc9421\n"
+    )
     async with client.get("/-/to/events/v1") as response:
         assert response.status == 200
     async with client.get("/v1") as response:
@@ -113,8 +120,9 @@ async def test_a_websocket_reaches_a_named_upstream(
     make_proxy: ProxyFactory, events: FakeUpstream, tmp_path: Path
 ) -> None:
     events.respond = echo_socket
-    path = config(tmp_path, f"[upstream.events]\nurl = {events.url.replace('http', 'ws')}\n")
-    client = await make_proxy(config=str(path))
+    client = await proxy_with(
+        make_proxy, tmp_path, f"[upstream.events]\nurl = {events.url.replace('http', 'ws')}\n"
+    )
     async with client.session.ws_connect(f"ws://{client.host}:{client.port}/-/to/events/v1") as ws:
         await ws.send_str("hi")
         assert (await ws.receive()).data == "hi"
@@ -124,8 +132,7 @@ async def test_a_websocket_reaches_a_named_upstream(
 async def test_unknown_names_and_climbing_out_of_a_mount_are_refused(
     make_proxy: ProxyFactory, upstream: FakeUpstream, events: FakeUpstream, tmp_path: Path
 ) -> None:
-    path = config(tmp_path, f"[upstream.events]\nurl = {events.url}\n")
-    client = await make_proxy(config=str(path))
+    client = await proxy_with(make_proxy, tmp_path, f"[upstream.events]\nurl = {events.url}\n")
     async with client.get("/-/to/other/v1") as response:
         assert response.status == 404 and "upstream.NAME" in await response.text()
     async with client.get("/-/to/events/../../graphql/v1") as response:
@@ -143,8 +150,7 @@ async def test_a_named_upstream_has_its_own_connections(
         return web.Response(text="ok")
 
     events.respond = upstream.respond = where
-    path = config(tmp_path, f"[upstream.events]\nurl = {events.url}\n")
-    client = await make_proxy(config=str(path))
+    client = await proxy_with(make_proxy, tmp_path, f"[upstream.events]\nurl = {events.url}\n")
     for target in ["/-/to/events/a", "/b", "/-/to/events/c", "/d"]:
         async with client.get(target) as response:
             assert response.status == 200
