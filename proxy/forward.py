@@ -99,7 +99,10 @@ async def forward(
             answer.discard()
             return _client_closed(request, path)
         if switched is not None:  # only ever to a request sent with ``upgrade``
-            relayed = await websocket.switch(request, state, exchange, answer, switched)
+            try:
+                relayed = await websocket.switch(request, state, exchange, answer, switched)
+            except UpstreamError as exc:  # a 101 before the request was all sent
+                return _failed(request, state, path, exc)
             if relayed is None:
                 return _failed(request, state, path, _switched(settings, switched))
             return relayed

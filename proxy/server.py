@@ -31,6 +31,7 @@ from .settings import Settings
 from .state import ProxyState
 from .upstream import create_pool
 from .upstreams import settings_for
+from .websocket import ClientBytes
 
 log = logging.getLogger(__name__)
 BACKLOG = 1024
@@ -68,6 +69,15 @@ class _JSONErrorHandler(RequestHandler):
         response = error_response(status, code, text)
         response.force_close()
         return response
+
+    def data_received(self, data: bytes) -> None:
+        parser = self._payload_parser
+        if data and isinstance(parser, ClientBytes):
+            # An open WebSocket's bytes. aiohttp drops what arrives once it begins to shut
+            # down; a socket is relayed both ways until it is closed (at the deadline, 1001).
+            parser.feed_data(data)
+            return
+        super().data_received(data)
 
 
 class _Request(web.BaseRequest):
@@ -216,7 +226,7 @@ class ProxyService:
     async def _end_websockets(self) -> None:
         """Open WebSockets get the shutdown timeout too, then a close 1001 (going away)."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.shutdown_timeout
+        deadline = self.state.drain_deadline = loop.time() + self.settings.shutdown_timeout
         while self.state.tunnels and loop.time() < deadline:
             await asyncio.sleep(min(0.05, deadline - loop.time()))
         for relay in list(self.state.tunnels):

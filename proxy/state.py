@@ -28,6 +28,7 @@ class ProxyState:
     pool: Pool | None = field(default=None, repr=False)
     token: bytes | None = field(default=None, repr=False)
     draining: bool = False
+    drain_deadline: float | None = None  # the loop's time when open WebSockets get a 1001
     # Open WebSockets, so that shutdown can end them (each has a going_away method).
     tunnels: set[Any] = field(default_factory=set, repr=False)
     skew_sampled: float = 0.0  # when the clock offset was last sampled

@@ -50,16 +50,18 @@ def refuse_upgrade(
             f"Upgrade: {protocol[:40]} is not relayed: only websocket is (RFC 6455); send the "
             "request without Upgrade",
         )
-    if request.method != "GET" or request.version < aiohttp.HttpVersion11:
+    if request.method != "GET" or request.version < aiohttp.HttpVersion11 or request.body_exists:
         return error_response(
-            400, "bad_upgrade", "a WebSocket upgrade is a GET over HTTP/1.1 (RFC 6455 4.1)"
+            400,
+            "bad_upgrade",
+            "a WebSocket upgrade is a GET over HTTP/1.1, without a body (RFC 6455 4.1)",
         )
     if state.draining:
         return error_response(503, "shutting_down", "the proxy is shutting down")
     return None
 
 
-class _ClientBytes:
+class ClientBytes:
     """What the client sends after the 101, handed over by aiohttp's connection handler (as
     its WebSocket reader is); reading from the client pauses while the buffer is full."""
 
@@ -126,25 +128,31 @@ class Relay:
                 ended = self._stop.result()
             elif up in done or down in done:
                 finished = up if up in done else down
-                failed = finished.exception() is not None
-                side = "the client" if finished is up else "the upstream"
-                ended = f"{side} {'broke off' if failed else 'closed'}"
+                error = finished.exception()
+                if error is None:
+                    ended = f"{'the client' if finished is up else 'the upstream'} closed"
+                else:  # a failed write is the receiving side's doing, not the sender's
+                    upstream = isinstance(error, UpstreamError)
+                    ended = f"{'the upstream' if upstream else 'the client'} broke off"
             else:
                 ended = "idle timeout"
             if ended in ("shutdown", "idle timeout"):
                 self._close_frames()
             return ended
         finally:
+            # Closed after what was written to it; the client's side is closed by aiohttp once
+            # the handler returns (the answer does not keep alive).
+            self._tunnel.close()
             for task in waits:
                 if task is not self._stop:
                     task.cancel()
             await asyncio.gather(*(t for t in waits if t is not self._stop), return_exceptions=True)
-            self._tunnel.close()  # after what was written to it; the client's side is
-            # closed by aiohttp once the handler returns (the answer does not keep alive)
 
     def _close_frames(self) -> None:
-        if self._down.at_boundary and self._client is not None:
-            self._client.write(close_frame(GOING_AWAY))
+        client = self._client
+        if self._down.at_boundary and client is not None and not client.is_closing():
+            with contextlib.suppress(RuntimeError, ConnectionError):  # it left this very moment
+                client.write(close_frame(GOING_AWAY))
         if self._up.at_boundary and not self._tunnel.closed:
             with contextlib.suppress(UpstreamError, ConnectionError):
                 # Frames to a server are masked with a key it cannot predict (RFC 6455 5.3).
@@ -174,9 +182,11 @@ async def switch(
     except ConnectionError:
         tunnel.close()
         raise
-    client = _ClientBytes(request.protocol, asyncio.get_running_loop())
+    client = ClientBytes(request.protocol, asyncio.get_running_loop())
     request.protocol.set_parser(client)  # type: ignore[arg-type]  # any feed_data/feed_eof
     state.tunnels.add(relay)
+    if state.drain_deadline is not None:  # opened while the proxy stops: it ends on time too
+        asyncio.get_running_loop().call_at(state.drain_deadline, relay.going_away)
     try:
         ended = await relay.run(client.stream)
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import trustme
 from aiohttp.test_utils import TestServer
 from fake_upstream import FakeUpstream
 from yarl import URL
@@ -123,3 +125,37 @@ async def make_proxy(upstream: FakeUpstream, credentials_file: Path) -> AsyncIte
 @pytest.fixture
 async def proxy(make_proxy: ProxyFactory) -> ProxyClient:
     return await make_proxy()
+
+
+# --- an upstream behind TLS ------------------------------------------------------------------
+
+ServerFactory = Callable[..., Awaitable[TestServer]]
+
+
+@pytest.fixture(scope="module")
+def tls_ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def ca_pem(tls_ca: trustme.CA, tmp_path: Path) -> Path:
+    path = tmp_path / "corporate-ca.pem"
+    tls_ca.cert_pem.write_to_path(str(path))
+    return path
+
+
+async def start_https_upstream(
+    aiohttp_server: ServerFactory, tls_ca: trustme.CA, *names: str
+) -> FakeUpstream:
+    """A verifying fake upstream behind TLS, its certificate issued by ``tls_ca`` for names."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls_ca.issue_cert(*names).configure_cert(context)
+    fake = FakeUpstream(keys={KEY_ID: SECRET})
+    server = await aiohttp_server(fake.app(), ssl=context)
+    fake.url = f"https://127.0.0.1:{server.port}"
+    return fake
+
+
+@pytest.fixture
+async def https_upstream(aiohttp_server: ServerFactory, tls_ca: trustme.CA) -> FakeUpstream:
+    return await start_https_upstream(aiohttp_server, tls_ca, "127.0.0.1", "localhost")

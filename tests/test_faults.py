@@ -16,7 +16,6 @@ import os
 import re
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 import time
@@ -31,7 +30,7 @@ import pytest
 import trustme
 from aiohttp import web
 from aiohttp.test_utils import RawTestServer, TestServer
-from conftest import KEY_ID, SECRET, ProxyClient, ProxyFactory
+from conftest import KEY_ID, SECRET, ProxyClient, ProxyFactory, start_https_upstream
 from fake_upstream import FakeUpstream, Received, check_signature, pattern
 from multidict import CIMultiDict
 from yarl import URL
@@ -53,35 +52,6 @@ async def error_code(response: aiohttp.ClientResponse) -> str:
 
 
 # --- 1. TLS to the upstream --------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def tls_ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-def ca_pem(tls_ca: trustme.CA, tmp_path: Path) -> Path:
-    path = tmp_path / "corporate-ca.pem"
-    tls_ca.cert_pem.write_to_path(str(path))
-    return path
-
-
-async def start_https_upstream(
-    aiohttp_server: ServerFactory, tls_ca: trustme.CA, *names: str
-) -> FakeUpstream:
-    """A verifying fake upstream behind TLS, its certificate issued by ``tls_ca`` for names."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    tls_ca.issue_cert(*names).configure_cert(context)
-    fake = FakeUpstream(keys=KEYS)
-    server = await aiohttp_server(fake.app(), ssl=context)
-    fake.url = f"https://127.0.0.1:{server.port}"
-    return fake
-
-
-@pytest.fixture
-async def https_upstream(aiohttp_server: ServerFactory, tls_ca: trustme.CA) -> FakeUpstream:
-    return await start_https_upstream(aiohttp_server, tls_ca, "127.0.0.1", "localhost")
 
 
 async def test_tls_upstream_verified_with_ca_bundle(

@@ -183,15 +183,21 @@ async def test_a_non_101_answer_is_passed_on_as_an_answer(
          "upgrade_unsupported"),
         ("POST / HTTP/1.1", "Upgrade: websocket\r\nConnection: Upgrade\r\n", "bad_upgrade"),
         ("GET / HTTP/1.0", "Upgrade: websocket\r\nConnection: Upgrade\r\n", "bad_upgrade"),
+        ("GET / HTTP/1.1",
+         "Upgrade: websocket\r\nConnection: Upgrade\r\nTransfer-Encoding: chunked\r\n",
+         "bad_upgrade"),
     ],
-    ids=["h2c", "post", "http1.0"],
+    ids=["h2c", "post", "http1.0", "with-a-body"],
 )  # fmt: skip
 async def test_upgrades_that_cannot_be_relayed_are_400(
     make_proxy: ProxyFactory, upstream: FakeUpstream, request_line: str, headers: str, code: str
 ) -> None:
     client = await make_proxy()
     reader, writer = await asyncio.open_connection(client.host, client.port)
-    writer.write(f"{request_line}\r\nHost: p\r\nContent-Length: 0\r\n{headers}\r\n".encode())
+    length = "" if "chunked" in headers else "Content-Length: 0\r\n"
+    writer.write(f"{request_line}\r\nHost: p\r\n{length}{headers}\r\n".encode())
+    if "chunked" in headers:
+        writer.write(b"5\r\nhello\r\n0\r\n\r\n")
     answer = await asyncio.wait_for(reader.read(2000), 5)
     writer.close()
     assert answer.split(b" ")[1] == b"400" and code.encode() in answer
@@ -392,3 +398,98 @@ async def test_64_mib_each_way_with_slow_readers_keeps_proxy_memory_flat(
     growth = (peak - before) / 1024
     print(f"proxy RSS {before / 1024:.1f} MiB before, peak {peak / 1024:.1f} MiB")
     assert growth < 24, f"the proxy grew by {growth:.1f} MiB moving 64 MiB each way"
+
+
+BIG = 3 * 1024 * 1024 + 7  # more than the tunnel's buffer, in TLS records
+
+
+@pytest.mark.parametrize("where", ["in-process", "process"])
+async def test_a_websocket_over_a_tls_upstream(
+    make_proxy: ProxyFactory,
+    https_upstream: FakeUpstream,
+    ca_pem: Path,
+    credentials_file: Path,
+    tmp_path: Path,
+    where: str,
+) -> None:
+    """The TLS transport is handed over as a plain one is (in a process: uvloop's, if
+    installed)."""
+    https_upstream.respond = echo_socket
+    data = os.urandom(BIG)
+
+    async def talk(url: str) -> None:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(url, max_msg_size=2 * BIG) as ws,
+        ):
+            await ws.send_bytes(data)
+            assert (await ws.receive(timeout=10)).data == data
+
+    if where == "in-process":
+        client = await make_proxy(upstream=https_upstream.url, ca_bundle=str(ca_pem))
+        await talk(ws_url(client))
+    else:
+        args = ("--listen", "127.0.0.1:0", "--upstream", https_upstream.url)
+        args += ("--ca-bundle", str(ca_pem), "--credentials", str(credentials_file))
+        async with command(*args, home=tmp_path) as proxy:
+            await talk(f"ws://{proxy.host}:{proxy.port}/v1")
+    https_upstream.last()
+
+
+async def test_during_the_shutdown_grace_messages_still_go_both_ways(
+    make_proxy: ProxyFactory, ws_upstream: FakeUpstream
+) -> None:
+    client = await make_proxy(shutdown_timeout="1.5")
+    async with client.session.ws_connect(ws_url(client)) as ws:
+        stopping = asyncio.ensure_future(client.service.stop())
+        await asyncio.sleep(0.2)
+        await ws.send_str("during")  # aiohttp drops a request's bytes once it shuts down
+        assert (await ws.receive(timeout=1)).data == "during"
+        closing = await ws.receive(timeout=5)
+        assert closing.type is WSMsgType.CLOSE and closing.data == 1001
+        await stopping
+
+
+async def test_a_socket_opened_as_the_proxy_stops_gets_its_1001_at_the_deadline(
+    make_proxy: ProxyFactory, upstream: FakeUpstream
+) -> None:
+    async def slow(request: web.Request, received: Received) -> web.StreamResponse:
+        await asyncio.sleep(0.5)  # the 101 comes after the proxy began to stop
+        return await echo_socket(request, received)
+
+    upstream.respond = slow
+    client = await make_proxy(shutdown_timeout="1")
+    connecting = asyncio.ensure_future(client.session.ws_connect(ws_url(client)))
+    await asyncio.sleep(0.1)
+    started = time.monotonic()
+    stopping = asyncio.ensure_future(client.service.stop())
+    async with await connecting as ws:
+        closing = await ws.receive(timeout=5)
+        assert closing.type is WSMsgType.CLOSE and closing.data == 1001
+        assert 0.9 < time.monotonic() - started < 1.6
+    await stopping
+
+
+async def test_an_upstream_that_stops_reading_a_while_is_waited_for(
+    make_proxy: ProxyFactory, upstream: FakeUpstream
+) -> None:
+    size = 8 * MIB
+
+    async def busy(request: web.Request, received: Received) -> web.StreamResponse:
+        ws = web.WebSocketResponse(max_msg_size=0)
+        await ws.prepare(request)
+        await asyncio.sleep(1.0)  # not reading, longer than --read-timeout
+        got = 0
+        async for message in ws:
+            got += len(message.data)
+            if got >= size:
+                await ws.send_str(f"got {got}")
+        return ws
+
+    upstream.respond = busy
+    client = await make_proxy(read_timeout="0.3")
+    async with client.session.ws_connect(ws_url(client), max_msg_size=0) as ws:
+        piece = os.urandom(MIB)
+        for _ in range(size // MIB):
+            await ws.send_bytes(piece)  # held back while the upstream does not read
+        assert (await ws.receive(timeout=10)).data == f"got {size}"

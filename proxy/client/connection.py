@@ -157,10 +157,12 @@ class Connection(ReadTimer, WriteFlow):
                 self.transport.abort()
 
     def handover(self) -> Tunnel:
-        """After a 101: the connection as a raw byte stream, with what came after the head
-        (a write the upstream takes nothing of for ``read_timeout`` still fails)."""
+        """After a 101: the connection as a raw byte stream, with what came after the head."""
         transport = self.transport
-        assert self.state is State.UPGRADED and transport is not None
+        if self.state is not State.UPGRADED or transport is None:
+            # A 101 before the whole request was sent (or after it broke): no tunnel.
+            self.abort(broken(self._where))
+            raise broken(self._where)
         self._cancel_timer()
         self.state, self.transport = State.SPENT, None
         tunnel = Tunnel(
@@ -169,7 +171,6 @@ class Connection(ReadTimer, WriteFlow):
             tuple(self._chunks),
             ended=transport.is_closing(),
             where=self._where,
-            stall_timeout=self._read_timeout,
         )
         self._chunks.clear()
         transport.set_protocol(tunnel)

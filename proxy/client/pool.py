@@ -192,7 +192,9 @@ class Pool:
     def hand_over(self, conn: Connection) -> Tunnel:
         """A connection that switched protocols leaves the pool: its new owner closes it."""
         self._busy.discard(conn)
-        conn.writer = None
+        writer, conn.writer = conn.writer, None
+        if writer is not None and not writer.done():
+            writer.cancel()  # still sending a body: handover refuses it
         return conn.handover()
 
     def close(self) -> None:

@@ -15,8 +15,8 @@ HIGH_WATER = 256 * 1024
 
 class Tunnel(WriteFlow):
     """The protocol of a connection handed over after a 101: the caller reads and writes raw
-    bytes. No read timeout: a quiet socket is not a stuck one (the caller decides when quiet
-    is too long). Writing waits while the upstream does not take what was written."""
+    bytes. No timeout: a quiet socket is not a stuck one (the caller decides when quiet is too
+    long). Writing waits while the upstream does not take what was written."""
 
     def __init__(
         self,
@@ -26,12 +26,10 @@ class Tunnel(WriteFlow):
         *,
         ended: bool,
         where: str,
-        stall_timeout: float,
     ) -> None:
         self._loop = loop
         self.transport = self._transport = transport  # WriteFlow's may be None; not here
         self._where = where
-        self._read_timeout = stall_timeout  # WriteFlow: a write that makes no progress fails
         self._chunks: deque[bytes] = deque(chunk for chunk in buffered if chunk)
         self._queued = sum(len(chunk) for chunk in self._chunks)
         self._ended = ended  # the upstream closed its side
@@ -92,6 +90,15 @@ class Tunnel(WriteFlow):
         if self._transport.is_closing():
             raise broken(self._where)
         self._transport.write(data)
+
+    async def drain(self) -> None:
+        """Wait while the upstream does not take what was written, however long: a socket's
+        peer may stop reading for a while, as the client may (memory stays bounded)."""
+        if self._error is not None:
+            raise self._error
+        if self._write_paused:
+            drained = self._drain = self._loop.create_future()
+            await drained
 
     @property
     def closed(self) -> bool:
