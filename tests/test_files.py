@@ -79,6 +79,7 @@ async def test_a_100_mib_multipart_upload_streams_signed_with_its_content_type(
     assert received.header("Content-Type") == content_type
     assert (answer["sha256"], answer["size"]) == (sha256, size)
     assert (received.header("Content-Length") is not None) == (framing == "length")
+    print(f"upload ({framing}): proxy RSS {before / 1024:.1f} MiB, peak {peak / 1024:.1f} MiB")
     assert (peak - before) / 1024 < 24, f"the proxy grew by {(peak - before) / 1024:.1f} MiB"
 
 
@@ -106,4 +107,5 @@ async def test_a_100_mib_download_streams(
         expected.update(PIECE)
     assert (size, digest.hexdigest()) == (SIZE, expected.hexdigest())
     assert upstream.last().raw_path == "/graphql/v1/file/download/abc123"
+    print(f"download: proxy RSS {before / 1024:.1f} MiB, peak {peak / 1024:.1f} MiB")
     assert (peak - before) / 1024 < 24, f"the proxy grew by {(peak - before) / 1024:.1f} MiB"
