@@ -62,7 +62,8 @@ class Metrics(Collector):
         """Record one answered request."""
         key = (method if method in METHODS else "other", status)
         self.requests[key] = self.requests.get(key, 0) + 1
-        self.duration.observe(seconds)
+        if status != 101:  # an open WebSocket's lifetime is no request's duration
+            self.duration.observe(seconds)
         if upstream is not None:
             self.upstream_duration.observe(upstream)
 

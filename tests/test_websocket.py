@@ -493,3 +493,19 @@ async def test_an_upstream_that_stops_reading_a_while_is_waited_for(
         for _ in range(size // MIB):
             await ws.send_bytes(piece)  # held back while the upstream does not read
         assert (await ws.receive(timeout=10)).data == f"got {size}"
+
+
+async def test_an_open_socket_counts_as_a_request_but_not_as_a_duration(
+    make_proxy: ProxyFactory, ws_upstream: FakeUpstream
+) -> None:
+    client = await make_proxy()
+    async with client.session.ws_connect(ws_url(client)) as ws:
+        await ws.send_str("a")
+        await ws.receive()
+        async with client.get("/-/metrics") as response:
+            assert "remoteit_proxy_in_flight_requests 1.0" in await response.text()
+    await asyncio.sleep(0.1)
+    async with client.get("/-/metrics") as response:
+        text = await response.text()
+    assert 'remoteit_proxy_requests_total{method="GET",status="101"} 1.0' in text
+    assert "remoteit_proxy_request_duration_seconds_count 0.0" in text
