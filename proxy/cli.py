@@ -10,14 +10,16 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .credentials import load_credentials
+from .config.commandline import COMMAND_OPTIONS, parse
+from .config.options import CONFIG_OPTION, OPTIONS
+from .config.resolve import resolve
+from .config.settings import Settings
 from .errors import ConfigError
-from .logs import setup_logging
-from .parser import COMMAND_OPTIONS, parse
-from .settings import CONFIG_OPTION, OPTIONS, Settings, resolve
+from .keys.credentials import load_credentials
+from .ops.logs import setup_logging
 
 if TYPE_CHECKING:
-    from .onboard import Terminal
+    from .keys.onboard import Terminal
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -53,7 +55,7 @@ def _check(settings: Settings) -> int:
 
 def _store(args: argparse.Namespace, settings: Settings) -> int:
     """``import`` and ``configure``: write a profile, then offer ``check`` on a terminal."""
-    from .onboard import Terminal  # only these two commands need it: serve starts leaner
+    from .keys.onboard import Terminal
 
     terminal = Terminal.from_stdio()
     try:
@@ -73,7 +75,7 @@ def _store(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _write_profile(args: argparse.Namespace, settings: Settings, terminal: Terminal) -> list[str]:
-    from .onboard import run_configure, run_import
+    from .keys.onboard import run_configure, run_import
 
     if args.command == "import":
         return run_import(
@@ -116,8 +118,8 @@ def _command(args: argparse.Namespace, settings: Settings) -> int:
             print(f"remoteit-proxy: warning: {warning}", file=sys.stderr)
         print(text)
         return EXIT_OK
-    from .clients import load_profiles
-    from .workers import run, serve, serve_workers
+    from .serve.clients import load_profiles
+    from .serve.workers import run, serve, serve_workers
 
     profiles = load_profiles(settings, os.environ)
     raise_open_file_limit()

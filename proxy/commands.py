@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .addresses import parse_upstream
-from .clock import ClockSkew
-from .credentials import Credentials
+from .config.addresses import parse_upstream
+from .config.settings import Settings
 from .errors import ConfigError, UpstreamError
-from .outgoing import own_lines, signed_headers
-from .settings import Settings
+from .keys.credentials import Credentials
+from .ops.clock import ClockSkew
+from .serve.outgoing import own_lines, signed_headers
+from .serve.upstream import create_pool
 from .signing import DEFAULT_CONTENT_TYPE
-from .upstream import create_pool
 
 LOGIN_QUERY = b'{"query":"{ login { email } }"}'
 

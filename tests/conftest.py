@@ -16,9 +16,9 @@ from aiohttp.test_utils import TestServer
 from fake_upstream import FakeUpstream
 from yarl import URL
 
-from proxy.clients import load_profiles
-from proxy.server import ProxyService
-from proxy.settings import resolve
+from proxy.config.resolve import resolve
+from proxy.serve.clients import load_profiles
+from proxy.serve.server import ProxyService
 
 KEY_ID = "TESTKEYID0000000ABCD"
 # Decoded bytes include NUL and end in a newline: text handling of the key would break them.

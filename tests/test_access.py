@@ -27,10 +27,10 @@ from fake_upstream import FakeUpstream, Received
 from test_cli import base_env, run_failing, running_proxy
 from yarl import URL
 
-from proxy.credentials import load_credentials
+from proxy.config.resolve import resolve
 from proxy.errors import ListenError
-from proxy.server import ProxyService
-from proxy.settings import resolve
+from proxy.keys.credentials import load_credentials
+from proxy.serve.server import ProxyService
 
 TOKEN = "s3cret-token-value"
 MARKER = b"MARKER-sensitive-value-"

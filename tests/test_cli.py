@@ -19,7 +19,7 @@ import pytest
 from conftest import DEVELOPER_KEY, KEY_ID, SECRET, SECRET_B64, write_credentials
 from fake_upstream import FakeUpstream
 
-from proxy.settings import CONFIG_OPTION, OPTIONS
+from proxy.config.options import CONFIG_OPTION, OPTIONS
 
 LISTENING = re.compile(r"listening on (http://\S+?),")
 

@@ -15,7 +15,8 @@ from conftest import DEVELOPER_KEY, KEY_ID, SECRET, SECRET_B64, write_credential
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxy.credentials import (
+from proxy.errors import ConfigError, CredentialsError
+from proxy.keys.credentials import (
     Credentials,
     check_value,
     decode_secret,
@@ -24,7 +25,6 @@ from proxy.credentials import (
     mask,
     value_problem,
 )
-from proxy.errors import ConfigError, CredentialsError
 
 ACCESS = "R3_ACCESS_KEY_ID"
 SECRET_KEY = "R3_SECRET_ACCESS_KEY"

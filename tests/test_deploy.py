@@ -36,9 +36,9 @@ from fake_upstream import FakeUpstream
 from test_cli import base_env
 
 from proxy import __version__
-from proxy.addresses import Listen
-from proxy.parser import build_parser
-from proxy.settings import CONFIG_OPTION, OPTIONS, parse_listen
+from proxy.config.addresses import Listen, parse_listen
+from proxy.config.commandline import build_parser
+from proxy.config.options import CONFIG_OPTION, OPTIONS
 
 ROOT = Path(__file__).parent.parent
 DOCKERFILE = ROOT / "Dockerfile"

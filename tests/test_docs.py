@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from proxy.settings import CONFIG_OPTION, OPTIONS, read_config_file, resolve
+from proxy.config.options import CONFIG_OPTION, OPTIONS
+from proxy.config.resolve import read_config_file, resolve
 
 ROOT = Path(__file__).parent.parent
 CLIENTS = "# --- Clients"

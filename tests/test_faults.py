@@ -35,10 +35,10 @@ from fake_upstream import FakeUpstream, Received, check_signature, pattern
 from multidict import CIMultiDict
 from yarl import URL
 
+from proxy.config.addresses import parse_upstream
 from proxy.errors import ConfigError
-from proxy.server import ProxyService
-from proxy.settings import parse_upstream
-from proxy.upstream import outbound_proxy
+from proxy.serve.server import ProxyService
+from proxy.serve.upstream import outbound_proxy
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
 RawServerFactory = Callable[..., Awaitable[RawTestServer]]

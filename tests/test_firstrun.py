@@ -26,8 +26,8 @@ from conftest import (
 from fake_upstream import FakeUpstream, Received
 from test_cli import base_env, proxy_process, run_failing
 
-from proxy.parser import COMMAND_OPTIONS
-from proxy.settings import CONFIG_OPTION, OPTIONS
+from proxy.config.commandline import COMMAND_OPTIONS
+from proxy.config.options import CONFIG_OPTION, OPTIONS
 
 TOKEN = "firstrun-token-9f2c"
 SERVE_ONLY = ("--workers", "--token", "--token-file", "--listen", "--socket-mode")

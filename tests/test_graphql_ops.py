@@ -12,8 +12,8 @@ from graphql import OperationDefinitionNode, get_operation_ast, parse
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy import graphql_ops
-from proxy.graphql_ops import MAX_TOKENS, BadGraphQL, Operation, graphql_operations
+from proxy.policy import graphql as graphql_ops
+from proxy.policy.graphql import MAX_TOKENS, BadGraphQL, Operation, graphql_operations
 
 
 def post_json(payload: object, content_type: str | None = "application/json") -> list[Operation]:

@@ -18,11 +18,11 @@ import pytest
 from conftest import DEVELOPER_KEY, KEY_ID, SECRET, SECRET_B64
 from test_cli import base_env
 
-from proxy.credentials import load_credentials, mask
-from proxy.credfile import CredentialsFile, Profile
 from proxy.errors import ConfigError, CredentialsError
-from proxy.onboard import Terminal, run_configure, run_import
-from proxy.profiles import select_profile
+from proxy.keys.credentials import load_credentials, mask
+from proxy.keys.credfile import CredentialsFile, Profile
+from proxy.keys.onboard import Terminal, run_configure, run_import
+from proxy.keys.profiles import select_profile
 
 EMAIL = "user@example.com"
 INI_DOWNLOAD = (

@@ -27,9 +27,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from test_cli import base_env, proxy_process
 
-from proxy import __version__, endpoints
-from proxy.clock import ClockSkew
-from proxy.server import ProxyService
+from proxy import __version__
+from proxy.ops.clock import ClockSkew
+from proxy.serve import endpoints
+from proxy.serve.server import ProxyService
 
 TOKEN = "ops-token-5d1e8c2a"
 WORK_KEY_ID = "WORKKEYID0000000WXYZ"

@@ -28,9 +28,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from test_cli import base_env, run_failing
 from test_graphql_ops import documents
 
-from proxy.clients import load_profiles
-from proxy.server import ProxyService
-from proxy.settings import resolve
+from proxy.config.resolve import resolve
+from proxy.serve.clients import load_profiles
+from proxy.serve.server import ProxyService
 
 WORK_KEY_ID = "WORKKEYID0000000WXYZ"
 WORK_SECRET = b"the work account's own secret"

@@ -7,17 +7,11 @@ from typing import Any
 
 import pytest
 
+from proxy.config.addresses import Listen, Upstream, parse_listen, parse_upstream
+from proxy.config.options import OPTIONS
+from proxy.config.resolve import read_config_file, resolve
+from proxy.config.settings import Settings
 from proxy.errors import ConfigError
-from proxy.settings import (
-    OPTIONS,
-    Listen,
-    Settings,
-    Upstream,
-    parse_listen,
-    parse_upstream,
-    read_config_file,
-    resolve,
-)
 
 
 @pytest.fixture(autouse=True)

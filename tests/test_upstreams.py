@@ -12,8 +12,8 @@ from conftest import KEY_ID, SECRET, ProxyClient, ProxyFactory
 from fake_upstream import FakeUpstream, Received
 from test_websocket import echo_socket
 
+from proxy.config.resolve import resolve
 from proxy.errors import ConfigError
-from proxy.settings import resolve
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
 

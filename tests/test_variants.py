@@ -19,8 +19,8 @@ from test_commands import login, parse_headers, run, send
 from yarl import URL
 
 from proxy import signing
+from proxy.config.resolve import resolve
 from proxy.errors import ConfigError
-from proxy.settings import resolve
 
 DATA = Path(__file__).parent / "data"
 RFC9421: list[dict[str, Any]] = json.loads((DATA / "rfc9421-hmac-sha256.json").read_text())

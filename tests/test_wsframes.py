@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.wsframes import GOING_AWAY, FrameCursor, close_frame
+from proxy.serve.wsframes import GOING_AWAY, FrameCursor, close_frame
 
 
 def encode(payload_size: int, masked: bool, opcode: int = 0x2) -> bytes:

@@ -1,6 +1,9 @@
 """An HTTP/1.1 client for one origin: strict answer parsing, a keep-alive pool, streaming.
 
-It knows nothing of the proxy above it and imports nothing from it but ``proxy.errors``.
+It knows nothing of the proxy above it, like httpcore under httpx: the request path hands it
+a method, a target, header lines and a body, and gets back an answer to stream.
+
+May import: proxy.errors.
 """
 
 from __future__ import annotations

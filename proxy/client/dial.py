@@ -1,5 +1,7 @@
-"""Opening connections to the origin: name lookup, TCP, TLS, or a CONNECT tunnel through
-an outbound proxy; every failure becomes an UpstreamError that says what to check."""
+"""Opening connections to the origin: name lookup, TCP, TLS, or an outbound proxy's tunnel.
+
+Every failure becomes an UpstreamError that says what to check.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,229 @@
+"""The command line's grammar: commands, the options each one uses, and near-miss suggestions."""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from .. import __version__
+from ..signing import DEFAULT_CONTENT_TYPE
+from .options import CONFIG_OPTION, OPTIONS, Option
+
+PROG = "remoteit-proxy"
+EXIT_USAGE = 2
+
+# Which settings each command reads; --help lists these only. Every command reads --config,
+# and serve reads them all.
+_SIGNING = ("upstream", "credentials", "profile", "scheme", "sign-headers", "sign-content-digest")
+_CHECK = (
+    *_SIGNING,
+    "connect-timeout",
+    "read-timeout",
+    "ca-bundle",
+    "insecure-skip-verify",
+    "clock-skew-threshold",
+    "no-clock-correction",
+    "log-level",
+    "log-format",
+)
+_STORE = ("credentials", "profile")
+COMMAND_OPTIONS: dict[str, tuple[str, ...]] = {
+    "serve": tuple(option.name for option in OPTIONS),
+    "check": _CHECK,
+    "sign": _SIGNING,
+    "import": _STORE,
+    "configure": _STORE,
+}
+COMMANDS = tuple(COMMAND_OPTIONS)
+_BY_NAME = {option.name: option for option in OPTIONS}
+
+CHECK_EPILOG = """exit codes:
+  0  the API accepted the signed request
+  1  the API refused it, or could not be reached (the first line says why)
+  2  a configuration error (credentials file, profile, option value)"""
+
+
+class UsageError(Exception):
+    """The command line itself is wrong: an unknown command or option, a missing argument."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but errors are raised for ``parse`` to word, not printed with the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _add_setting(group: argparse._ArgumentGroup, option: Option) -> None:
+    env = f"env {option.env}"
+    if option.is_flag:
+        group.add_argument(
+            option.flag,
+            dest=option.key,
+            action="store_const",
+            const="true",
+            default=argparse.SUPPRESS,
+            help=f"{option.help}; {env}=true",
+        )
+        return
+    default = f" (default {option.default})" if option.default is not None else ""
+    group.add_argument(
+        option.flag,
+        dest=option.key,
+        metavar=option.metavar,
+        default=argparse.SUPPRESS,
+        help=f"{option.help}{default}; {env}",
+    )
+
+
+def _command(
+    commands: argparse._SubParsersAction[_Parser], name: str, summary: str, description: str
+) -> _Parser:
+    parser = commands.add_parser(
+        name,
+        help=summary,
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    group = parser.add_argument_group("settings")
+    for option in (CONFIG_OPTION, *(_BY_NAME[n] for n in COMMAND_OPTIONS[name])):
+        _add_setting(group, option)
+    return parser
+
+
+def build_parser() -> _Parser:
+    """The parser of ``remoteit-proxy [COMMAND] [OPTIONS]``; each command has its own options."""
+    parser = _Parser(
+        prog=PROG,
+        description="Local proxy that signs requests to the Remote.It API with your access key.",
+        epilog="Without a command, serve. Every setting can also be given as "
+        "REMOTEIT_PROXY_<NAME> in the environment or as <name> in the [proxy] section of the "
+        "--config file; the command line wins. 'remoteit-proxy COMMAND --help' lists the "
+        "options of one command.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _command(
+        commands,
+        "serve",
+        "run the proxy (the default)",
+        "Listen for plain requests, sign them with the profile's access key and forward them "
+        "to the upstream (https://api.remote.it). Stops on SIGTERM or Ctrl+C after the requests "
+        "in flight have finished.",
+    )
+    check = _command(
+        commands,
+        "check",
+        "send one signed { login { email } } query and diagnose the answer",
+        "Send one signed { login { email } } query with the same settings serve would use, "
+        "and print the account, profile, masked key id, status, latency and clock offset.",
+    )
+    check.epilog = CHECK_EPILOG
+    sign = _command(
+        commands,
+        "sign",
+        "print the signed headers for one request",
+        "Print the Date and Authorization (and DeveloperKey) headers for one request; "
+        "--format headers works with curl -H @-.",
+    )
+    sign.add_argument("target", metavar="PATH_OR_URL", help="/graphql/v1, or a full URL")
+    sign.add_argument("--method", help="HTTP method (default POST with --data-file, else GET)")
+    sign.add_argument(
+        "--content-type",
+        default=DEFAULT_CONTENT_TYPE,
+        help="the Content-Type to sign and send (default %(default)s)",
+    )
+    sign.add_argument("--data-file", type=Path, help="the request body (signed with rfc9421)")
+    sign.add_argument(
+        "--format",
+        choices=("headers", "curl", "json"),
+        default="headers",
+        help="header lines for curl -H @-, a whole curl command, or JSON (default headers)",
+    )
+    imported = _command(
+        commands,
+        "import",
+        "store a downloaded access key in the credentials file",
+        "Read the file the Remote.It account page downloads for a new access key (the "
+        "'credentials' INI file or the CSV) and write it as a profile of the credentials file "
+        "(~/.remoteit/credentials, mode 0600). Other profiles and comments are kept as they are.",
+    )
+    imported.add_argument("file", metavar="FILE", type=Path, help="the downloaded file")
+    imported.add_argument(
+        "--developer-key-file",
+        metavar="PATH",
+        type=Path,
+        help="a file holding the developer API key (else asked for on a terminal)",
+    )
+    imported.add_argument("--force", action="store_true", help="replace an existing profile")
+    configure = _command(
+        commands,
+        "configure",
+        "type in an access key and store it in the credentials file",
+        "Ask for the access key id, the secret access key (not echoed) and the optional "
+        "developer API key, check them and write them as a profile of the credentials file. "
+        "Without a terminal the three values are read from standard input, one a line.",
+    )
+    configure.add_argument("--force", action="store_true", help="replace an existing profile")
+    return parser
+
+
+def _suggest(word: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _unknown_option(message: str, command: str, parser: _Parser) -> str | None:
+    """Word argparse's 'unrecognized arguments' with the nearest option of ``command``."""
+    prefix = "unrecognized arguments: "
+    if not message.startswith(prefix):
+        return None
+    word = message[len(prefix) :].split()[0]
+    if word in COMMANDS:  # "remoteit-proxy --config x.ini check": serve was implied
+        return f"put the command first: {PROG} {word} [OPTIONS]"
+    if not word.startswith("-"):
+        return f"unexpected argument '{word}' for {command}"
+    name = word.partition("=")[0]
+    if name.removeprefix("--") in _BY_NAME:
+        users = [c for c, names in COMMAND_OPTIONS.items() if name.removeprefix("--") in names]
+        return f"{command} has no option {name} (it is an option of {', '.join(users)})"
+    return f"{command} has no option {name}{_suggest(name, _options_of(parser, command))}"
+
+
+def _options_of(parser: _Parser, command: str) -> list[str]:
+    """The option strings of one command's own parser."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            sub = action.choices[command]
+            return [string for own in sub._actions for string in own.option_strings]
+    return []
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse the command line; print a one-line reason and exit 2 when it is wrong."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0].startswith("-") and args[0] not in ("-h", "--help", "--version"):
+        args.insert(0, "serve")  # serve is the default command, options and all
+    elif args[0] not in (*COMMANDS, "-h", "--help", "--version"):
+        _exit(f"'{args[0]}' is not a command{_suggest(args[0], COMMANDS)}", None)
+    command = args[0] if args[0] in COMMANDS else None
+    parser = build_parser()
+    try:
+        return parser.parse_args(args)
+    except UsageError as exc:
+        message = str(exc)
+        worded = _unknown_option(message, command, parser) if command else None
+        _exit(worded or message, command)
+
+
+def _exit(message: str, command: str | None) -> NoReturn:
+    print(f"{PROG}: {message}", file=sys.stderr)
+    if command:
+        print(f"run '{PROG} {command} --help' for its options", file=sys.stderr)
+    else:
+        print(f"run '{PROG} --help' for the commands", file=sys.stderr)
+    sys.exit(EXIT_USAGE)

@@ -1,0 +1,219 @@
+"""Forwarding: send the signed request upstream, stream the answer back, map failures."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from ..client import Answer, Framing
+from ..errors import RequestHeadError, UpstreamClosed, UpstreamError
+from . import websocket
+from .headers import REQUEST_ID, drop_hop_by_hop
+from .outgoing import BodyTooLarge, build_upstream_request
+from .responses import (
+    ADDED_WHEN_MISSING,
+    CLIENT_CLOSED,
+    ErrorResponse,
+    Relayed,
+    RelayedWhole,
+    error_response,
+)
+
+if TYPE_CHECKING:
+    from ..client import Head
+    from ..config.settings import Settings
+    from .state import Exchange, ProxyState
+
+log = logging.getLogger("proxy.forward")  # the name log lines have always had
+
+
+async def forward(
+    request: web.Request, state: ProxyState, exchange: Exchange, upgrade: bool = False
+) -> web.StreamResponse:
+    """Send the request upstream, signed, and stream the answer back (``upgrade``: a
+    WebSocket upgrade, relayed both ways after a 101)."""
+    settings, pool, raw_path = state.route(request.raw_path)
+    path = request.raw_path.partition("?")[0]  # for log lines: raw, so nothing decoded forges one
+    try:
+        target, lines, body, length = await build_upstream_request(
+            request, state, exchange, settings, raw_path
+        )
+    except ConnectionError:  # the client left while its body was being read
+        return _client_closed(request, path)
+    except BodyTooLarge:
+        too_large = error_response(
+            413,
+            "body_too_large",
+            f"signing needs the whole body, which is over --max-buffered-body "
+            f"({settings.max_buffered_body} bytes): raise the limit, or send the body "
+            "with a Content-Length",
+        )
+        too_large.force_close()  # the rest of the body is not read
+        return too_large
+    if upgrade:
+        lines += websocket.UPGRADE_LINES
+    sent, started = state.skew.clock(), time.perf_counter()
+    exchange.signed_corrected = state.skew.correcting
+    try:
+        answer = await pool.request(
+            request.method,
+            target,
+            lines,
+            body,
+            length,
+            zero_length=settings.signs_length,
+            upgrade=upgrade,
+        )
+    except RequestHeadError:  # a CR or LF in a header value: never written into the request
+        return error_response(400, "bad_request", "a header value contains CR or LF")
+    except (UpstreamError, ConnectionError) as exc:
+        if _client_gone(request):
+            # The client left (mid-upload, or before the answer): not the upstream's fault.
+            return _client_closed(request, path)
+        error = exc if isinstance(exc, UpstreamError) else _lost(settings)
+        return _failed(request, state, path, error)
+    async with answer:
+        exchange.upstream_seconds = time.perf_counter() - started
+        head = answer.head
+        received = state.skew.clock()
+        # One sample a second is plenty for a settled estimate. Refusals, and every answer
+        # while correcting, are looked at: a clock that is off (or fixed) shows there.
+        if (
+            received - state.skew_sampled >= 1.0
+            or head.status in (401, 403)
+            or state.skew.correcting
+        ):
+            state.skew_sampled = received
+            state.skew.observe(head.headers.get("Date"), sent, received, head.headers.get("Age"))
+        headers = head.headers
+        switched = headers.get("Upgrade", "") if head.status == 101 else None
+        drop_hop_by_hop(headers)  # what is left is passed on to the client
+        if not head.ascii and (field := _undecodable(head)) is not None:
+            answer.discard()
+            return _failed(request, state, path, _not_relayable(settings, field))
+        headers[REQUEST_ID] = exchange.request_id
+        if _client_gone(request):  # it left while the upstream was answering
+            answer.discard()
+            return _client_closed(request, path)
+        if switched is not None:  # only ever to a request sent with ``upgrade``
+            try:
+                relayed = await websocket.switch(request, state, exchange, answer, switched)
+            except UpstreamError as exc:  # a 101 before the request was all sent
+                return _failed(request, state, path, exc)
+            if relayed is None:
+                return _failed(request, state, path, _switched(settings, switched))
+            return relayed
+        unsent = tuple(name for name in ADDED_WHEN_MISSING if name not in headers)
+        if answer.complete and head.framing is not Framing.NONE:
+            # The whole body came with the head (the usual small API answer): one write.
+            body_bytes = answer.take()
+            exchange.bytes_out = len(body_bytes)
+            whole = RelayedWhole(
+                status=head.status, reason=head.reason, headers=headers, body=body_bytes
+            )
+            whole.unsent = unsent
+            return whole
+        response = Relayed(status=head.status, reason=head.reason, headers=headers)
+        response.unsent = unsent
+        await response.prepare(request)
+        exchange.bytes_out, exchange.aborted = await _relay(request, answer, response, path)
+        return response
+
+
+def _lost(settings: Settings) -> UpstreamError:
+    return UpstreamClosed(
+        f"the upstream {settings.upstream} broke the connection or answered something "
+        "that is not HTTP"
+    )
+
+
+def _failed(
+    request: web.Request, state: ProxyState, path: str, error: UpstreamError
+) -> ErrorResponse:
+    """The answer for an upstream failure: counted, logged, and told to the client."""
+    state.metrics.upstream_error(error.code)
+    log.warning("%s %s: %s (%s)", request.method, path, error.message, error.code)
+    failed = error_response(error.status, error.code, error.message)
+    if not request.content.at_eof():
+        failed.force_close()  # the rest of the client's body is not read for nothing
+    return failed
+
+
+def _switched(settings: Settings, protocol: str) -> UpstreamError:
+    return UpstreamError(
+        f"the upstream {settings.upstream} switched to {protocol[:40]!r}, not websocket"
+    )
+
+
+def _undecodable(head: Head) -> str | None:
+    """The first field (or the reason phrase) with bytes that are not UTF-8: aiohttp writes
+    text as UTF-8, so such bytes could not reach the client as they came."""
+    if not head.reason.isascii() and _escaped(head.reason):
+        return "the reason phrase"
+    for name, value in head.headers.items():
+        if not value.isascii() and _escaped(value):
+            return f"the header {name}"
+    return None
+
+
+def _escaped(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a surrogate escape: a byte that was not UTF-8
+        return True
+    return False
+
+
+def _not_relayable(settings: Settings, field: str) -> UpstreamError:
+    return UpstreamError(
+        f"the upstream {settings.upstream} sent {field} with bytes that are not UTF-8, "
+        "which the proxy cannot pass on unchanged"
+    )
+
+
+def _client_gone(request: web.Request) -> bool:
+    return request.transport is None or request.transport.is_closing()
+
+
+def _client_closed(request: web.Request, path: str) -> web.Response:
+    log.info("%s %s: the client closed the connection", request.method, path)
+    return error_response(CLIENT_CLOSED, "client_closed", "the client closed the connection")
+
+
+async def _relay(
+    request: web.Request, answer: Answer, response: web.StreamResponse, path: str
+) -> tuple[int, int | None]:
+    """Copy the upstream body to the client chunk by chunk, as it arrives.
+
+    Returns the bytes copied and, when the copy broke off, the status to log for it:
+    499 when the client left, 502 when the upstream did.
+    """
+    size = 0
+    try:
+        while chunk := await answer.read():
+            size += len(chunk)
+            await response.write(chunk)
+        await response.write_eof()
+    except (UpstreamError, ConnectionError) as exc:
+        # One side broke mid-body. Abort the client connection rather than end the body
+        # cleanly, so that a truncated answer can never look complete (no last chunk, short
+        # Content-Length); the upstream connection is closed too, never reused.
+        client_left = _client_gone(request)
+        level = logging.INFO if client_left else logging.WARNING
+        who = "the client closed the connection" if client_left else "the upstream broke off"
+        log.log(
+            level,
+            "%s %s: transfer aborted mid-body: %s (%s)",
+            request.method,
+            path,
+            who,
+            exc.code if isinstance(exc, UpstreamError) else "connection lost",
+        )
+        answer.discard()
+        if request.transport is not None:
+            request.transport.abort()
+        return size, CLIENT_CLOSED if client_left else 502
+    return size, None

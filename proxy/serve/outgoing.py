@@ -1,0 +1,202 @@
+"""The upstream request: its body (streamed, or buffered when signing needs it) and headers."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from .. import signing
+from ..client import Body
+from ..signing import DEFAULT_CONTENT_TYPE
+from .headers import REQUEST_DROP_RAW, connection_tokens, request_lines
+
+if TYPE_CHECKING:
+    from ..config.settings import Settings
+    from ..keys.credentials import Credentials
+    from .state import Exchange, ProxyState
+
+# The vendor's collection sends it lower-case; header names are case-insensitive (RFC 9110 5.1).
+DEVELOPER_KEY_HEADER = "DeveloperKey"
+# The client's fields of the names the proxy writes itself are dropped: it signs last, with
+# nothing of the client's beside its own. By (developer key, Content-Digest signed), built once.
+_DROP = {
+    (key, digest): REQUEST_DROP_RAW
+    | ({DEVELOPER_KEY_HEADER.lower().encode()} if key else set())
+    | ({b"content-digest"} if digest else set())
+    for key in (False, True)
+    for digest in (False, True)
+}
+
+SMALL_BODY = 64 * 1024
+
+
+class BodyTooLarge(Exception):
+    """A body that must be buffered to be signed is over ``--max-buffered-body``."""
+
+
+def signed_headers(
+    settings: Settings,
+    creds: Credentials,
+    *,
+    scheme: str,
+    authority: str,
+    method: str,
+    target: str,
+    content_type: str,
+    now: float,
+    length: int | None = None,
+    sha256: bytes | None = None,
+) -> dict[str, str]:
+    """The headers the proxy adds, the signature last since it covers the others.
+
+    ``target`` is the path and query as sent, ``length`` the exact body length (needed when
+    it is signed), ``sha256`` the body's digest (needed for ``--sign-content-digest``).
+    """
+    date = signing.http_date(now)
+    headers = {"Host": authority, "Date": date, "Content-Type": content_type}
+    if settings.signs_length:
+        headers["Content-Length"] = str(length or 0)
+    if creds.developer_key:
+        headers[DEVELOPER_KEY_HEADER] = creds.developer_key
+    if settings.scheme == "rfc9421":
+        digest = None
+        if settings.sign_content_digest:
+            digest = headers["Content-Digest"] = signing.content_digest(
+                sha256 or hashlib.sha256().digest()
+            )
+        headers["Signature-Input"], headers["Signature"] = signing.sign_rfc9421(
+            key_id=creds.access_key_id,
+            secret=creds.secret,
+            method=method,
+            target_uri=f"{scheme}://{authority}{target}",
+            authority=authority,
+            date=date,
+            created=int(now),
+            digest=digest,
+        )
+        return headers
+    headers["Authorization"] = signing.sign(
+        key_id=creds.access_key_id,
+        secret=creds.secret,
+        method=method,
+        target=target,
+        host=authority,
+        date=date,
+        content_type=content_type,
+        content_length=length if settings.signs_length else None,
+        header_names=settings.sign_headers,
+    )
+    return headers
+
+
+async def read_body(
+    request: web.Request, settings: Settings, whole: bytes | None = None
+) -> tuple[Body, int | None, bytes | None]:
+    """The body to send, its length (None for a chunked stream), and its SHA-256 when the
+    signature covers a digest.
+
+    It streams unless the signature needs what only the whole body tells: a digest, or the
+    length of a chunked body. Then it is buffered, up to ``--max-buffered-body``.
+    """
+    if whole is not None:  # already read whole, for the policy: sent as it came
+        sha256 = hashlib.sha256(whole).digest() if settings.sign_content_digest else None
+        return whole, len(whole), sha256
+    length = request.content_length
+    chunked = request.body_exists and length is None
+    if not (settings.sign_content_digest or (settings.signs_length and chunked)):
+        if not request.body_exists:
+            return None, 0, None
+        if length is not None and length <= SMALL_BODY:
+            # A small body (a GraphQL query) costs less sent whole than streamed, memory stays
+            # bounded all the same.
+            return await request.read(), length, None
+        return request.content, length, None
+    body = await read_whole(request, settings.max_buffered_body)
+    sha256 = hashlib.sha256(body).digest() if settings.sign_content_digest else None
+    return body, len(body), sha256
+
+
+async def read_whole(request: web.Request, limit: int) -> bytes:
+    """The whole body, refused (BodyTooLarge) as soon as it is known to be over ``limit``."""
+    length = request.content_length
+    if length is not None and length > limit:
+        raise BodyTooLarge
+    if length is not None and length <= SMALL_BODY:
+        return await request.read()  # one await for a small body of a known size
+    body = bytearray()
+    async for chunk in request.content.iter_any():
+        if len(body) + len(chunk) > limit:
+            raise BodyTooLarge
+        body += chunk
+    return bytes(body)
+
+
+def forwarded_content_type(request: web.Request) -> str | None:
+    """The client's Content-Type as forwarded: None when it sent none, or declared it
+    hop-by-hop (then the default is sent and signed)."""
+    content_type = request.headers.get("Content-Type")
+    if (
+        content_type is not None
+        and "Connection" in request.headers
+        and "content-type" in connection_tokens(request.headers)
+    ):
+        return None
+    return content_type
+
+
+def _wire_target(raw: str) -> str:
+    """The target to send and sign: byte for byte, no normalising, no re-encoding; only a
+    fragment (never part of a request, RFC 9110 section 7.1) and an empty query's lone "?"
+    are dropped, as HTTP client libraries do."""
+    if "#" in raw:
+        raw = raw.partition("#")[0]
+    if raw.find("?") == len(raw) - 1:
+        raw = raw[:-1]
+    return raw
+
+
+async def build_upstream_request(
+    request: web.Request, state: ProxyState, exchange: Exchange, settings: Settings, raw_path: str
+) -> tuple[str, list[bytes], Body, int | None]:
+    """The target, header lines, body and body length of the upstream request, signed after
+    every other change; ``settings`` are those of the upstream it goes to (``state.route``),
+    ``raw_path`` the path and query as that upstream gets them."""
+    client = exchange.client
+    assert client is not None, "a request is forwarded for a client"
+    creds = client.credentials.current
+    upstream = settings.upstream
+    target = upstream.prefix + _wire_target(raw_path)
+    body, length, sha256 = await read_body(request, settings, exchange.body)
+    drop = _DROP[bool(creds.developer_key), settings.sign_content_digest]
+    if client.policy is not None:
+        drop = drop | client.policy_drop
+    lines = request_lines(request.headers, request.raw_headers, drop)
+    content_type = forwarded_content_type(request)
+    # The id in the access line: the client's own when usable, else a new one (replacing it).
+    lines.append(b"X-Request-Id: " + exchange.request_id.encode())
+    signed = signed_headers(
+        settings,
+        creds,
+        scheme=upstream.scheme,
+        authority=upstream.authority,
+        method=request.method,
+        target=target,
+        content_type=content_type or DEFAULT_CONTENT_TYPE,
+        now=state.skew.now(),
+        length=length,
+        sha256=sha256,
+    )
+    lines += own_lines(signed)
+    return target, lines, body, length
+
+
+def own_lines(headers: dict[str, str]) -> list[bytes]:
+    """The proxy's own fields as header lines; the framing (Content-Length, whose signed
+    value is the body's real length) is written by the pool, with the body."""
+    return [
+        f"{name}: {value}".encode("utf-8", "surrogateescape")
+        for name, value in headers.items()
+        if name != "Content-Length"
+    ]

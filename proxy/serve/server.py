@@ -1,0 +1,197 @@
+"""Serving: listeners (TCP, unix socket), start-up, named upstreams and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import functools
+import logging
+import os
+import socket
+import stat
+import time
+from collections.abc import Callable, Mapping
+
+from aiohttp import web
+
+from ..config.addresses import Listen
+from ..config.settings import Settings, settings_for
+from ..errors import ListenError
+from ..keys.credentials import Credentials
+from ..ops.clock import ClockSkew
+from ..ops.metrics import Metrics
+from .app import handle
+from .clients import Clients
+from .protocol import ProxyServer
+from .state import ProxyState
+from .upstream import create_pool
+
+log = logging.getLogger("proxy.server")  # the name log lines have always had
+BACKLOG = 1024
+
+
+def bind_unix(path: os.PathLike[str], mode: int) -> socket.socket:
+    """A listening unix socket created with ``mode``; a stale socket file is replaced."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        pass
+    else:
+        if not stat.S_ISSOCK(st.st_mode):
+            raise ListenError(
+                f"cannot listen on unix:{path}: it exists and is not a socket "
+                "(left untouched); choose another path"
+            )
+        with socket.socket(socket.AF_UNIX) as probe:
+            try:
+                probe.connect(os.fspath(path))
+            except (ConnectionRefusedError, FileNotFoundError):
+                os.unlink(path)  # stale, from a run that crashed
+            else:
+                raise ListenError(
+                    f"cannot listen on unix:{path}: another process is "
+                    "serving on it; stop it or choose another path"
+                )
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    # umask makes the socket private from the moment it exists; chmod then widens it if asked.
+    old = os.umask(0o177)
+    try:
+        sock.bind(os.fspath(path))
+    except OSError as exc:
+        sock.close()
+        raise ListenError(
+            f"cannot listen on unix:{path} ({exc.strerror}); check the "
+            "directory exists and is writable"
+        ) from None
+    finally:
+        os.umask(old)
+    os.chmod(path, mode)
+    return sock
+
+
+class ProxyService:
+    """The running proxy: upstream pool, credential watcher and listeners."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        credentials: Credentials | Mapping[str, Credentials],
+        *,
+        environ: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.time,
+        reload_interval: float = 1.0,
+        reuse_port: bool = False,
+    ) -> None:
+        environ = os.environ if environ is None else environ
+        self.settings = settings
+        # ``credentials``: the one profile's, or every profile's by name (load_profiles).
+        profiles = (
+            {settings.profile: credentials} if isinstance(credentials, Credentials) else credentials
+        )
+        self.clients = Clients(settings, profiles, environ)
+        self.watcher = next(iter(self.clients.watchers.values()))  # the first (or only) one
+        self.skew = ClockSkew(
+            settings.clock_skew_threshold, correct=not settings.no_clock_correction, clock=clock
+        )
+        self.metrics = Metrics(self.clients.reload_results, lambda: self.skew.offset)
+        self.state = ProxyState(
+            settings=settings, clients=self.clients, skew=self.skew, metrics=self.metrics
+        )
+        self._environ = environ
+        self._reload_interval = reload_interval
+        self._reuse_port = reuse_port
+        self._runner: web.BaseRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._unix_inode: int | None = None
+        self.addresses: list[str] = []
+
+    async def start(self) -> list[str]:
+        """Listen and serve; return the URLs listened on (the real port when 0 was asked)."""
+        self.state.pool = create_pool(self.settings, self._environ)
+        mounts = []
+        for named in self.settings.upstreams:
+            settings = settings_for(self.settings, named)
+            pool = create_pool(settings, self._environ)  # its own connections and TLS
+            mounts += [(mount, settings, pool) for mount in named.mounts]
+        self.state.mounts = tuple(sorted(mounts, key=lambda mount: -len(mount[0])))
+        if any(client.policy is not None for client in self.clients.all):
+            # graphql-core is loaded now, not by the first request (about 0.1 s).
+            from ..policy import graphql  # noqa: F401
+        # auto_decompress off: a compressed body goes on as it came, with its Content-Encoding
+        # (aiohttp would otherwise hand over the plain bytes under the coding's name).
+        server = ProxyServer(
+            functools.partial(handle, self.state), access_log=None, auto_decompress=False
+        )
+        self._runner = web.ServerRunner(server, shutdown_timeout=self.settings.shutdown_timeout)
+        await self._runner.setup()
+        listen = self.settings.listen
+        try:
+            if listen.unix is not None:
+                sock = bind_unix(listen.unix, self.settings.socket_mode)
+                self._unix_inode = os.stat(listen.unix).st_ino
+                site: web.BaseSite = web.SockSite(self._runner, sock, backlog=BACKLOG)
+            else:
+                site = web.TCPSite(
+                    self._runner,
+                    listen.host,
+                    listen.port,
+                    backlog=BACKLOG,
+                    reuse_port=self._reuse_port or None,
+                )
+            await site.start()
+        except OSError as exc:
+            await self.stop()
+            reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+            raise ListenError(
+                f"cannot listen on {listen} ({reason or exc}): stop whatever "
+                "uses it or choose another address with --listen"
+            ) from None
+        except ListenError:
+            await self.stop()
+            raise
+        for watcher in self.clients.watchers.values():
+            self._tasks.append(asyncio.create_task(watcher.run(self._reload_interval)))
+        if listen.unix is not None:
+            self.addresses = [f"unix:{listen.unix}"]
+        else:
+            self.addresses = [f"http://{Listen(a[0], a[1])}" for a in self._runner.addresses]
+        return self.addresses
+
+    async def _end_websockets(self) -> None:
+        """Open WebSockets get the shutdown timeout too, then a close 1001 (going away)."""
+        loop = asyncio.get_running_loop()
+        deadline = self.state.drain_deadline = loop.time() + self.settings.shutdown_timeout
+        while self.state.tunnels and loop.time() < deadline:
+            await asyncio.sleep(min(0.05, deadline - loop.time()))
+        for relay in list(self.state.tunnels):
+            relay.going_away()
+
+    async def stop(self) -> None:
+        """Stop accepting, let in-flight requests finish (up to the shutdown timeout), close."""
+        self.state.draining = True
+        closer = asyncio.ensure_future(self._end_websockets())
+        try:
+            if self._runner is not None:
+                await self._runner.cleanup()
+                self._runner = None
+        finally:
+            closer.cancel()
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self.state.pool is not None:
+            self.state.pool.close()
+            self.state.pool = None
+        for _, _, pool in self.state.mounts:
+            pool.close()  # (a pool with two mounts is closed twice: harmless)
+        self.state.mounts = ()
+        unix = self.settings.listen.unix
+        if unix is not None and self._unix_inode is not None:
+            # Remove our socket only: not one another process has put there since.
+            with contextlib.suppress(OSError):
+                if os.stat(unix).st_ino == self._unix_inode:
+                    os.unlink(unix)
+            self._unix_inode = None
