@@ -1,19 +1,15 @@
 """The upstream client as its own layer: linear head search, answer heads passed on byte for byte,
-the answers it now refuses, and the package's imports."""
+and the answers it now refuses."""
 
 from __future__ import annotations
 
-import ast
 import asyncio
-from pathlib import Path
 
 import pytest
 from conftest import ProxyFactory
 
 from proxy.client.parser import ResponseParser
 from proxy.client.wire import ParseError
-
-PACKAGE = Path(__file__).resolve().parent.parent / "proxy" / "client"
 
 
 def long_head(fields: int) -> bytes:
@@ -77,24 +73,7 @@ def test_answers_both_libraries_refuse_are_refused(data: bytes) -> None:
         parser.eof()
 
 
-def test_the_client_package_imports_nothing_of_the_proxy_but_errors() -> None:
-    for path in PACKAGE.glob("*.py"):
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.level:
-                # Relative: within the package (level 1), or proxy.errors (level 2).
-                assert node.level == 1 or (node.level == 2 and node.module == "errors"), (
-                    path.name,
-                    node.module,
-                )
-            elif isinstance(node, ast.ImportFrom | ast.Import):
-                names = (
-                    [node.module]
-                    if isinstance(node, ast.ImportFrom)
-                    else [alias.name for alias in node.names]
-                )
-                for name in names:
-                    assert name is None or not name.startswith("proxy"), (path.name, name)
+# The package imports nothing of the proxy but errors: tests/test_structure.py checks it.
 
 
 # --- heads passed on as they came ------------------------------------------------------------
