@@ -5,9 +5,9 @@ package or from the ones under it, never from one above (``tests/test_structure.
 this, and that no import forms a cycle). Each sub-package's docstring says what it owns and
 exactly which others it may import.
 
-- ``cli.py`` (and ``__main__.py``): the only place that parses argv, sets up logging and picks
-  exit codes; nothing imports it.
-- ``commands.py``: the ``check`` and ``sign`` commands.
+- ``cli.py`` (and ``__main__.py``): the entry point: runs the command line's parser, sets up
+  logging, runs the command and turns errors into exit codes; nothing imports it.
+- ``commands/``: ``check``, ``sign``, ``rotate``, ``exec`` and the account's API they call.
 - ``serve/``: the request path and the server.
 - ``config/``: the options, their precedence, the config file, the command line's grammar.
 - ``keys/``: the access key: credentials files, profiles, downloads, reloads, import/configure.

@@ -45,7 +45,7 @@ def raise_open_file_limit() -> None:
 def _check(settings: Settings) -> int:
     import asyncio
 
-    from .commands import check
+    from .commands.check import check
 
     credentials = load_credentials(settings.credentials, settings.profile, os.environ)
     result = asyncio.run(check(settings, credentials, os.environ))
@@ -55,7 +55,7 @@ def _check(settings: Settings) -> int:
 
 def _store(args: argparse.Namespace, settings: Settings) -> int:
     """``import`` and ``configure``: write a profile, then offer ``check`` on a terminal."""
-    from .keys.onboard import Terminal
+    from .keys.onboard import Terminal  # only these two commands need it: serve starts leaner
 
     terminal = Terminal.from_stdio()
     try:
@@ -101,7 +101,7 @@ def _command(args: argparse.Namespace, settings: Settings) -> int:
         return _store(args, settings)
     if args.command == "sign":
         credentials = load_credentials(settings.credentials, settings.profile, os.environ)
-        from .commands import sign_request
+        from .commands.check import sign_request
 
         method = args.method or ("POST" if args.data_file else "GET")
         text, warnings = sign_request(

@@ -37,8 +37,8 @@ from yarl import URL
 
 from proxy.config.addresses import parse_upstream
 from proxy.errors import ConfigError
+from proxy.serve.pools import outbound_proxy
 from proxy.serve.server import ProxyService
-from proxy.serve.upstream import outbound_proxy
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
 RawServerFactory = Callable[..., Awaitable[RawTestServer]]

@@ -5,5 +5,5 @@ page's downloads, small-file I/O, the environment variables, reloading a key tha
 disk, and the ``import`` and ``configure`` commands that store a key. It knows nothing of the
 options, the config file or the request path: those hand it a path and a profile name.
 
-May import: proxy.errors, proxy.signing, proxy.client, proxy.ops.
+May import: proxy.errors.
 """

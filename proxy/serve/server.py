@@ -23,9 +23,9 @@ from ..ops.clock import ClockSkew
 from ..ops.metrics import Metrics
 from .app import handle
 from .clients import Clients
+from .pools import create_pool
 from .protocol import ProxyServer
 from .state import ProxyState
-from .upstream import create_pool
 
 log = logging.getLogger("proxy.server")  # the name log lines have always had
 BACKLOG = 1024

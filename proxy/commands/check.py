@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .config.addresses import parse_upstream
-from .config.settings import Settings
-from .errors import ConfigError, UpstreamError
-from .keys.credentials import Credentials
-from .ops.clock import ClockSkew
-from .serve.outgoing import own_lines, signed_headers
-from .serve.upstream import create_pool
-from .signing import DEFAULT_CONTENT_TYPE
+from ..config.addresses import parse_upstream
+from ..config.settings import Settings
+from ..errors import ConfigError, UpstreamError
+from ..keys.credentials import Credentials
+from ..ops.clock import ClockSkew
+from ..serve.outgoing import own_lines, signed_headers
+from ..serve.pools import create_pool
+from ..signing import DEFAULT_CONTENT_TYPE
 
 LOGIN_QUERY = b'{"query":"{ login { email } }"}'
 

@@ -1,4 +1,4 @@
-"""The upstream side: TLS, the outbound proxy from the environment, the connection pool."""
+"""Upstream pools: TLS, the outbound proxy from the environment, one connection pool each."""
 
 from __future__ import annotations
 
