@@ -19,7 +19,8 @@ from .keys.credentials import load_credentials
 from .ops.logs import setup_logging
 
 if TYPE_CHECKING:
-    from .keys.onboard import Terminal
+    from .keys.credentials import Credentials
+    from .keys.terminal import Terminal
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -55,7 +56,7 @@ def _check(settings: Settings) -> int:
 
 def _store(args: argparse.Namespace, settings: Settings) -> int:
     """``import`` and ``configure``: write a profile, then offer ``check`` on a terminal."""
-    from .keys.onboard import Terminal  # only these two commands need it: serve starts leaner
+    from .keys.terminal import Terminal  # only these two commands need it: serve starts leaner
 
     terminal = Terminal.from_stdio()
     try:
@@ -77,6 +78,11 @@ def _store(args: argparse.Namespace, settings: Settings) -> int:
 def _write_profile(args: argparse.Namespace, settings: Settings, terminal: Terminal) -> list[str]:
     from .keys.onboard import run_configure, run_import
 
+    def fetch(creds: Credentials) -> str | None:
+        from .commands.api import fetch_developer_key  # aiohttp only when it is asked
+
+        return fetch_developer_key(settings, os.environ, creds)
+
     if args.command == "import":
         return run_import(
             args.file,
@@ -85,13 +91,46 @@ def _write_profile(args: argparse.Namespace, settings: Settings, terminal: Termi
             force=args.force,
             developer_key_file=args.developer_key_file,
             terminal=terminal,
+            store_in=args.store,
+            fetch=fetch,
         )
     return run_configure(
         credentials=settings.credentials,
         profile=settings.profile,
         force=args.force,
         terminal=terminal,
+        store_in=args.store,
+        fetch=fetch,
     )
+
+
+def _rotate(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from .commands.rotate import rotate
+    from .errors import AccountError
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    try:
+        new = asyncio.run(
+            rotate(settings, os.environ, grace=args.grace, delete_old=args.delete_old, say=say)
+        )
+    except AccountError as exc:
+        print(f"remoteit-proxy: rotate failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"Done: profile [{settings.profile}] now signs with {new}.")
+    return EXIT_OK
+
+
+def _exec(args: argparse.Namespace, settings: Settings) -> int:
+    from .commands.execute import run_exec
+    from .serve.workers import run
+
+    argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    raise_open_file_limit()
+    return run(run_exec(settings, argv, args.client, os.environ))
 
 
 def _command(args: argparse.Namespace, settings: Settings) -> int:
@@ -99,6 +138,10 @@ def _command(args: argparse.Namespace, settings: Settings) -> int:
         return _check(settings)
     if args.command in ("import", "configure"):
         return _store(args, settings)
+    if args.command == "rotate":
+        return _rotate(args, settings)
+    if args.command == "exec":
+        return _exec(args, settings)
     if args.command == "sign":
         credentials = load_credentials(settings.credentials, settings.profile, os.environ)
         from .commands.check import sign_request
@@ -139,7 +182,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if option.name in used and hasattr(args, option.key)
     }
     try:
-        settings = resolve(given, os.environ, serving=args.command == "serve", used=used)
+        # exec's child shares the terminal: by default the proxy says only what goes wrong.
+        defaults = {"log-level": "warning"} if args.command == "exec" else {}
+        serving = args.command in ("serve", "exec")
+        settings = resolve(given, os.environ, serving=serving, used=used, defaults=defaults)
         setup_logging(settings.log_level, settings.log_format)
         return _command(args, settings)
     except ConfigError as exc:

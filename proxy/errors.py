@@ -68,3 +68,12 @@ class UpstreamProtocolError(UpstreamError):
 
 class RequestHeadError(ProxyError, ValueError):
     """A request header line cannot be written as given (a CR or LF inside a value)."""
+
+
+class AccountError(ProxyError):
+    """The API answered a call about the account (its keys, its developer key) with an error,
+    or could not be reached for it; ``message`` says which call and why."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message

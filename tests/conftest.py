@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 import trustme
 from aiohttp.test_utils import TestServer
+from fake_account import AccountUpstream, FakeAccount
 from fake_upstream import FakeUpstream
 from yarl import URL
 
@@ -159,3 +160,21 @@ async def start_https_upstream(
 @pytest.fixture
 async def https_upstream(aiohttp_server: ServerFactory, tls_ca: trustme.CA) -> FakeUpstream:
     return await start_https_upstream(aiohttp_server, tls_ca, "127.0.0.1", "localhost")
+
+
+# --- the account's key-management API ----------------------------------------------------------
+
+
+@pytest.fixture
+async def account_upstream(aiohttp_server: ServerFactory) -> AccountUpstream:
+    """A verifying upstream that a FakeAccount can answer for (it replays request bodies)."""
+    fake = AccountUpstream(keys={KEY_ID: SECRET})
+    server = await aiohttp_server(fake.app())
+    fake.url = str(server.make_url("")).rstrip("/")
+    return fake
+
+
+@pytest.fixture
+def account(account_upstream: AccountUpstream) -> FakeAccount:
+    """The account behind ``account_upstream``: its keys, its developer key, its limits."""
+    return FakeAccount(account_upstream)

@@ -16,15 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from proxy.errors import ConfigError, CredentialsError
-from proxy.keys.credentials import (
-    Credentials,
-    check_value,
-    decode_secret,
-    default_credentials_path,
-    load_credentials,
-    mask,
-    value_problem,
-)
+from proxy.keys.credentials import Credentials, default_credentials_path, load_credentials
+from proxy.keys.values import check_value, decode_secret, mask, value_problem
 
 ACCESS = "R3_ACCESS_KEY_ID"
 SECRET_KEY = "R3_SECRET_ACCESS_KEY"

@@ -17,12 +17,15 @@ from pathlib import Path
 import pytest
 from conftest import DEVELOPER_KEY, KEY_ID, SECRET, SECRET_B64
 from test_cli import base_env
+from test_proxy import closed_port
 
 from proxy.errors import ConfigError, CredentialsError
-from proxy.keys.credentials import load_credentials, mask
+from proxy.keys.credentials import load_credentials
 from proxy.keys.credfile import CredentialsFile, Profile
-from proxy.keys.onboard import Terminal, run_configure, run_import
+from proxy.keys.onboard import run_configure, run_import
 from proxy.keys.profiles import select_profile
+from proxy.keys.terminal import Terminal
+from proxy.keys.values import mask
 
 EMAIL = "user@example.com"
 INI_DOWNLOAD = (
@@ -56,6 +59,10 @@ OLD_DEFAULT_END = EXISTING.index(b"\r\n\r\n# personal") + 2
 LEAKS = (SECRET_B64, SECRET_B64.rstrip("="), DEVELOPER_KEY, repr(SECRET))
 
 
+# Where the developer key is asked for: nobody answers (the tests run offline).
+OFFLINE = f"http://127.0.0.1:{closed_port()}"
+
+
 def cli(
     home: Path,
     *args: str,
@@ -70,7 +77,8 @@ def cli(
         command = ["sh", "-c", f'{shell_first} && exec "$0" "$@"', *command]
     result = subprocess.run(
         command,
-        env=base_env(home) | (env or {}),
+        # import and configure ask the API for the developer key: here, a closed local port.
+        env=base_env(home) | {"REMOTEIT_PROXY_UPSTREAM": OFFLINE} | (env or {}),
         input=stdin,
         capture_output=True,
         text=True,

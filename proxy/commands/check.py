@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import shlex
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,12 +14,11 @@ from urllib.parse import urlsplit
 
 from ..config.addresses import parse_upstream
 from ..config.settings import Settings
-from ..errors import ConfigError, UpstreamError
+from ..errors import AccountError, ConfigError, UpstreamError
 from ..keys.credentials import Credentials
 from ..ops.clock import ClockSkew
-from ..serve.outgoing import own_lines, signed_headers
-from ..serve.pools import create_pool
-from ..signing import DEFAULT_CONTENT_TYPE
+from ..serve.outgoing import signed_headers
+from .api import Account
 
 LOGIN_QUERY = b'{"query":"{ login { email } }"}'
 
@@ -32,69 +31,56 @@ class CheckResult:
     lines: list[str]
 
 
-async def _post_login(
-    settings: Settings, creds: Credentials, skew: ClockSkew, environ: Mapping[str, str]
-) -> tuple[int, dict[str, Any] | None, float]:
-    upstream = settings.upstream
-    target = upstream.prefix + "/graphql/v1"
-    headers = signed_headers(
-        settings,
-        creds,
-        scheme=upstream.scheme,
-        authority=upstream.authority,
-        method="POST",
-        target=target,
-        content_type=DEFAULT_CONTENT_TYPE,
-        now=skew.now(),
-        length=len(LOGIN_QUERY),
-        sha256=hashlib.sha256(LOGIN_QUERY).digest(),
-    )
-    pool = create_pool(settings, environ)
-    try:
-        sent, started = skew.clock(), time.perf_counter()
-        async with await pool.request("POST", target, own_lines(headers), LOGIN_QUERY) as answer:
-            body = b""
-            while chunk := await answer.read():
-                body += chunk
-    finally:
-        pool.close()
-    latency = time.perf_counter() - started
-    head = answer.head
-    skew.observe(head.headers.get("Date"), sent, skew.clock())
-    try:
-        parsed = json.loads(body)
-    except ValueError:
-        parsed = None
-    return head.status, parsed if isinstance(parsed, dict) else None, latency
-
-
 async def check(settings: Settings, creds: Credentials, environ: Mapping[str, str]) -> CheckResult:
-    """Send ``{ login { email } }`` signed as ``serve`` would, and diagnose the answer."""
-    skew = ClockSkew(settings.clock_skew_threshold, correct=not settings.no_clock_correction)
+    """Send ``{ login { email } }`` signed as ``serve`` would, and diagnose the answer; then
+    say whether the stored developer key is the account's."""
     facts = [
         f"profile   {creds.profile}",
         f"key       {creds.masked_key_id}",
         f"upstream  {settings.upstream}",
     ]
+    async with Account(settings, environ) as api:
+        skew = api.skew
+        try:
+            reply = await api.post(creds, LOGIN_QUERY)
+        except UpstreamError as error:
+            return CheckResult(False, [f"FAILED: {error.message} ({error.code})", *facts])
+        status, body = reply.status, reply.body
+        facts += [
+            f"status    {status}",
+            f"latency   {reply.seconds * 1000:.0f} ms",
+            f"clock     {skew.offset:+d} s off the API's clock"
+            + (" (corrected)" if skew.correcting else ""),
+        ]
+        email = ((body or {}).get("data") or {}).get("login") or {}
+        if not (status == 200 and isinstance(email, dict) and email.get("email")):
+            return CheckResult(False, [f"FAILED: {_diagnosis(status, body, skew)}", *facts])
+        facts.append(f"devkey    {await _developer_key(api, creds)}")
+    return CheckResult(
+        True, ["OK: the API accepted the signed request", f"account   {email['email']}", *facts]
+    )
+
+
+async def _developer_key(api: Account, creds: Credentials) -> str:
+    """Whether the stored developer key is the account's (never either key itself)."""
     try:
-        status, body, latency = await _post_login(settings, creds, skew, environ)
-        if status in (401, 403) and skew.correcting:
-            # The answer showed our clock is off: the proxy would sign with the corrected time.
-            status, body, latency = await _post_login(settings, creds, skew, environ)
-    except UpstreamError as error:
-        return CheckResult(False, [f"FAILED: {error.message} ({error.code})", *facts])
-    facts += [
-        f"status    {status}",
-        f"latency   {latency * 1000:.0f} ms",
-        f"clock     {skew.offset:+d} s off the API's clock"
-        + (" (corrected)" if skew.correcting else ""),
-    ]
-    email = ((body or {}).get("data") or {}).get("login") or {}
-    if status == 200 and isinstance(email, dict) and email.get("email"):
-        return CheckResult(
-            True, ["OK: the API accepted the signed request", f"account   {email['email']}", *facts]
+        account = await api.developer_key(creds)
+    except AccountError as exc:
+        return f"not compared: {exc.message}"
+    stored = creds.developer_key
+    if account is None:
+        return "the account has none" + (" (the stored one is not the account's)" if stored else "")
+    if stored is None:
+        return (
+            "none stored; the REST API needs the account's: store it with remoteit-proxy "
+            f"import or configure --profile {creds.profile} --force"
         )
-    return CheckResult(False, [f"FAILED: {_diagnosis(status, body, skew)}", *facts])
+    if hmac.compare_digest(stored.encode(), account.encode()):
+        return "matches the account's"
+    return (
+        "DIFFERS from the account's: REST calls will be refused; store the account's with "
+        f"remoteit-proxy configure --profile {creds.profile} --force"
+    )
 
 
 def _diagnosis(status: int, body: dict[str, Any] | None, skew: ClockSkew) -> str:

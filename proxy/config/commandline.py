@@ -30,14 +30,20 @@ _CHECK = (
     "log-level",
     "log-format",
 )
-_STORE = ("credentials", "profile")
+# exec listens on 127.0.0.1 at a free port, with a token of its own, in one process.
+_NOT_FOR_EXEC = ("listen", "token", "token-file", "allow-unauthenticated", "socket-mode", "workers")
+# import and configure ask the API for the developer key, as check would reach it.
+_STORE = _CHECK
 COMMAND_OPTIONS: dict[str, tuple[str, ...]] = {
     "serve": tuple(option.name for option in OPTIONS),
     "check": _CHECK,
     "sign": _SIGNING,
     "import": _STORE,
     "configure": _STORE,
+    "rotate": _CHECK,
+    "exec": tuple(option.name for option in OPTIONS if option.name not in _NOT_FOR_EXEC),
 }
+STORES = ("file", "keychain")
 COMMANDS = tuple(COMMAND_OPTIONS)
 _BY_NAME = {option.name: option for option in OPTIONS}
 
@@ -160,6 +166,7 @@ def build_parser() -> _Parser:
         help="a file holding the developer API key (else asked for on a terminal)",
     )
     imported.add_argument("--force", action="store_true", help="replace an existing profile")
+    _store_option(imported)
     configure = _command(
         commands,
         "configure",
@@ -169,7 +176,55 @@ def build_parser() -> _Parser:
         "Without a terminal the three values are read from standard input, one a line.",
     )
     configure.add_argument("--force", action="store_true", help="replace an existing profile")
+    _store_option(configure)
+    rotate = _command(
+        commands,
+        "rotate",
+        "replace the profile's access key with a new one, through the API",
+        "Create a new access key, check that the API accepts it, store it where the profile "
+        "keeps its key (the file or the OS keychain), wait --grace seconds for running "
+        "proxies to pick it up, then disable the old key (and delete it with --delete-old). "
+        "The account allows 2 keys: with 2 already, nothing is created.",
+    )
+    rotate.add_argument("--delete-old", action="store_true", help="delete the old key too")
+    rotate.add_argument(
+        "--grace",
+        metavar="S",
+        type=_seconds,
+        default=10.0,
+        help="seconds between storing the new key and disabling the old one (default 10)",
+    )
+    run = _command(
+        commands,
+        "exec",
+        "run a command with its own proxy: a URL and a token, never the key",
+        "Start the proxy in this process on 127.0.0.1 at a free port with a new random "
+        "token, run COMMAND with REMOTEIT_PROXY_URL and REMOTEIT_PROXY_TOKEN set and every "
+        "R3_* variable removed, and exit with its status. Serve's options apply (--profile, "
+        "--read-only, --client NAME for a [client.NAME] section's profile and allow-lists).",
+    )
+    run.add_argument("--client", metavar="NAME", help="use the policy and profile of [client.NAME]")
+    run.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS]")
     return parser
+
+
+def _store_option(parser: _Parser) -> None:
+    parser.add_argument(
+        "--store",
+        choices=STORES,
+        default="file",
+        help="where the secret goes: the credentials file, or the OS keychain (default file)",
+    )
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more)")
+    return value
 
 
 def _suggest(word: str, choices: Sequence[str]) -> str:

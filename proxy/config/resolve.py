@@ -41,6 +41,7 @@ def resolve(
     environ: Mapping[str, str],
     serving: bool = True,
     used: Collection[str] | None = None,
+    defaults: Mapping[str, str] | None = None,
 ) -> Settings:
     """Resolve every option: command line > environment > config file > defaults.
 
@@ -48,7 +49,9 @@ def resolve(
     ``serving`` False skips what only serving needs: the token, the client sections and the
     listener's exposure check. ``used`` names the options a command reads (None: all); the
     others keep their defaults, so that a value meant for ``serve`` cannot stop ``check``.
+    ``defaults`` replaces some options' defaults (by name) for one command.
     """
+    defaults = defaults or {}
     config_path: Path | None = None
     if "config" in cli:
         config_path = Path(cli["config"]).expanduser()
@@ -69,6 +72,8 @@ def resolve(
             raw, origin = environ[option.env], option.env
         elif option.key in from_file:
             raw, origin = from_file[option.key], f"config file {config_path} [proxy] {option.key}"
+        elif option.name in defaults:
+            raw, origin = defaults[option.name], f"default {option.flag}"
         elif option.default is not None:
             raw, origin = option.default, f"default {option.flag}"
         else:

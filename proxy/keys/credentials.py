@@ -1,15 +1,13 @@
-"""Credentials: the Remote.It INI file and environment variables, profiles, secret decoding."""
+"""Credentials: the key to sign with, from the environment, the file, the keychain or a command."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import CredentialsError
+from . import keychain, process
 from .profiles import (
     ACCESS_KEY_ID,
     DEFAULT_PROFILE,
@@ -19,28 +17,15 @@ from .profiles import (
     read_text,
     select_profile,
 )
+from .values import check_value, decode_secret, mask
 
-__all__ = ["DEFAULT_PROFILE", "ENVIRONMENT", "Credentials", "check_value", "decode_secret"]
-__all__ += ["load_credentials", "mask", "value_problem"]
+__all__ = ["DEFAULT_PROFILE", "ENVIRONMENT", "FILE", "PROCESS", "SECRET_STORE", "Credentials"]
+__all__ += ["default_credentials_path", "load_credentials"]
 
 ENVIRONMENT = "environment"
-
-# Key ids and developer keys go into header values: visible ASCII only, and no quote or
-# backslash, which would break the quoted-string in the Authorization header.
-_TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
-_FORBIDDEN_IN_KEY_ID = frozenset('"\\')
-_URLSAFE_TO_STANDARD = str.maketrans("-_", "+/")
-_BASE64_CHARS = re.compile(r"[A-Za-z0-9+/=]*")
-# The values the README and the deploy examples show: placeholders, not secrets, so a message
-# may name them. YOUR_BASE64_SECRET even decodes, as URL-safe base64.
-_PLACEHOLDERS = frozenset({"YOUR_ACCESS_KEY_ID", "YOUR_BASE64_SECRET", "YOUR_DEVELOPER_KEY", "..."})
-# What each key is called in messages, with its article.
-_NAMES = {
-    ACCESS_KEY_ID: ("an", "access key id"),
-    SECRET_ACCESS_KEY: ("a", "secret access key"),
-    DEVELOPER_API_KEY: ("a", "developer API key"),
-}
-_FROM_THE_CSV = "from the CSV file you downloaded when you created the key"
+FILE = "file"
+PROCESS = "process"
+SECRET_STORE = "secret_store"  # the profile's key: where its secret is kept
 
 
 @dataclass(frozen=True)
@@ -51,7 +36,9 @@ class Credentials:
     secret: bytes = field(repr=False)
     developer_key: str | None = field(default=None, repr=False)
     profile: str = DEFAULT_PROFILE
-    source: str = ENVIRONMENT
+    source: str = ENVIRONMENT  # the credentials file's path, or ENVIRONMENT
+    store: str = ENVIRONMENT  # where the secret came from: FILE, keychain.STORE, PROCESS, ...
+    expires: float | None = None  # when a credential_process's key expires (epoch seconds)
 
     @property
     def masked_key_id(self) -> str:
@@ -59,134 +46,9 @@ class Credentials:
         return mask(self.access_key_id)
 
 
-def mask(value: str) -> str:
-    """Replace all but the last 4 characters of ``value`` by ``*`` (all of it if it is short)."""
-    if len(value) <= 4:
-        return "*" * len(value)
-    return "*" * (len(value) - 4) + value[-4:]
-
-
 def default_credentials_path() -> Path:
     """``~/.remoteit/credentials`` (``Path.home()``: ``C:\\Users\\<user>`` on Windows)."""
     return Path.home() / ".remoteit" / "credentials"
-
-
-def _comment_hint(ini: bool) -> str:
-    # Only an INI file has comments: for any other source the hint would point the wrong way.
-    if not ini:
-        return ""
-    return (
-        " (a comment after a value must be separated from it by white space and start with "
-        "'#' or ';')"
-    )
-
-
-def _placeholder(key: str, value: str, omit: str | None) -> str | None:
-    if value not in _PLACEHOLDERS:
-        return None
-    source = "from the Remote.It account page"
-    if key == SECRET_ACCESS_KEY:
-        source += " (shown once, when you create the key, and in the CSV file you downloaded then)"
-    optional = ""
-    if key == DEVELOPER_API_KEY and omit:
-        optional = f", or {omit} (the developer API key is optional)"
-    return (
-        f"{key} is {value!r}, the placeholder value from the README and the examples; "
-        f"replace it with your real {_NAMES[key][1]} {source}{optional}"
-    )
-
-
-def _secret(value: str, ini: bool) -> bytes | str:
-    """The secret's bytes, decoded from standard or URL-safe base64, or why it cannot be."""
-    text = "".join(value.split())
-    placeholder = _placeholder(SECRET_ACCESS_KEY, text, None)
-    if placeholder is not None:
-        return placeholder
-    text = text.translate(_URLSAFE_TO_STANDARD)
-    if not _BASE64_CHARS.fullmatch(text):
-        return (
-            f"{SECRET_ACCESS_KEY} is not valid base64: it contains characters that base64 does "
-            f"not use{_comment_hint(ini)}; copy the secret access key again {_FROM_THE_CSV}"
-        )
-    text += "=" * (-len(text) % 4)
-    try:
-        secret = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        secret = b""
-    if not secret:
-        return (
-            f"{SECRET_ACCESS_KEY} is not valid base64: part of it is missing or its '=' padding "
-            f"is misplaced; copy the whole secret access key again {_FROM_THE_CSV}"
-        )
-    return secret
-
-
-def _token(key: str, value: str, ini: bool, omit: str | None) -> str | None:
-    """Why ``value`` cannot go into a header (naming what is wrong with it), or None."""
-    placeholder = _placeholder(key, value, omit)
-    if placeholder is not None:
-        return placeholder
-    forbidden = _FORBIDDEN_IN_KEY_ID if key == ACCESS_KEY_ID else frozenset()
-    if _TOKEN_CHARS.fullmatch(value) and not forbidden.intersection(value):
-        return None
-    article, name = _NAMES[key]
-    if any(char.isspace() for char in value):
-        problem = f"contains white space, which {article} {name} never does; remove it"
-        problem += _comment_hint(ini)
-    elif forbidden.intersection(value):
-        # An INI file drops quotes around a whole value; anywhere else they are part of it.
-        fix = "put quotes around the whole value or none" if ini else "remove it"
-        problem = f"contains a quote or a backslash, which {article} {name} never does; {fix}"
-    else:
-        problem = (
-            "contains characters that are not printable ASCII (such as invisible or typographic "
-            "ones added by copying); remove them"
-        )
-    return f"{key} {problem}, or copy the {name} again from the Remote.It account page"
-
-
-def value_problem(
-    key: str, value: str, *, ini: bool = False, omit: str | None = None
-) -> str | None:
-    """Why serve would refuse ``value`` for ``key`` (one of the three R3_* keys), or None.
-
-    The reason names the key and the fix, never the value (a placeholder excepted). ``ini``:
-    the value comes from an INI file, where a comment may follow it and quotes around it are
-    dropped; ``omit``: how to leave the optional developer key out there ('remove the line').
-    """
-    if key not in _NAMES:
-        raise ValueError(f"not a credentials key: {key}")
-    if not value:
-        return f"{key} is empty"
-    if key == SECRET_ACCESS_KEY:
-        secret = _secret(value, ini)
-        return secret if isinstance(secret, str) else None
-    return _token(key, value, ini, omit)
-
-
-def check_value(
-    key: str, value: str, where: str, *, ini: bool = False, omit: str | None = None
-) -> str:
-    """``value``, if serve would accept it for ``key``; else CredentialsError '``where``: why'.
-    ``where`` names the real source: 'PATH, profile [P]', 'environment', 'standard input, line
-    2'...; ``ini`` and ``omit`` as for value_problem."""
-    problem = value_problem(key, value, ini=ini, omit=omit)
-    if problem is not None:
-        raise CredentialsError(f"{where}: {problem}")
-    return value
-
-
-def decode_secret(value: str, where: str, *, ini: bool = False) -> bytes:
-    """Decode a secret from standard or URL-safe base64, with or without padding.
-
-    White space anywhere is ignored (a secret wrapped over lines or pasted with spaces).
-    ``where`` names the file and profile, or the environment, for the error message; ``ini``
-    as for value_problem.
-    """
-    secret = _secret(value, ini)
-    if isinstance(secret, str):
-        raise CredentialsError(f"{where}: {secret}")
-    return secret
 
 
 def _from_environment(environ: Mapping[str, str]) -> tuple[str, str] | None:
@@ -208,30 +70,42 @@ def load_credentials(path: Path, profile: str, environ: Mapping[str, str]) -> Cr
     """Load the credentials to sign with.
 
     ``R3_ACCESS_KEY_ID`` and ``R3_SECRET_ACCESS_KEY`` in ``environ`` (both set) take precedence
-    over the file, which then need not exist; ``R3_DEVELOPER_API_KEY`` likewise.
+    over the file, which then need not exist; ``R3_DEVELOPER_API_KEY`` likewise. Otherwise the
+    profile holds the key id and the secret, or the key id and ``secret_store = keychain``
+    (the secret is in the OS keychain), or ``credential_process = COMMAND`` (a command prints
+    the key).
     """
     env_developer_key = environ.get(DEVELOPER_API_KEY, "").strip() or None
     pair = _from_environment(environ)
+    store, expires = ENVIRONMENT, None
     if pair is not None:
         where = ENVIRONMENT
         key_id, secret_text = pair
         profile_name, source, developer_key = ENVIRONMENT, ENVIRONMENT, None
+        ini = False
     else:
         profile_name, values = select_profile(parse_profiles(read_text(path), path), profile, path)
         where = f"{path}, profile [{profile_name}]"
-        key_id = values.get(ACCESS_KEY_ID.lower(), "")
-        secret_text = values.get(SECRET_ACCESS_KEY.lower(), "")
+        source, ini = str(path), True
+        store = _store_of(values, where)
         developer_key = values.get(DEVELOPER_API_KEY.lower()) or None
-        source = str(path)
-        for key, value in ((ACCESS_KEY_ID, key_id), (SECRET_ACCESS_KEY, secret_text)):
-            if not value:
-                raise CredentialsError(
-                    f"{where}: {key} is missing or empty; add a line '{key}=...' "
-                    "with the value from the Remote.It account page"
-                )
-    ini = pair is None  # the key id and secret come from the file
+        if store == PROCESS:
+            issued = process.run(values[process.OPTION], where)
+            key_id, secret_text, expires = issued.access_key_id, issued.secret, issued.expires
+            developer_key = issued.developer_key or developer_key
+            where, ini = f"{where} {process.OPTION}", False
+        else:
+            key_id = values.get(ACCESS_KEY_ID.lower(), "")
+            _require(where, ACCESS_KEY_ID, key_id)
+            if store == keychain.STORE:
+                key_id = check_value(ACCESS_KEY_ID, key_id, where, ini=True)
+                secret_text = keychain.get_secret(profile_name, key_id)
+            else:
+                secret_text = values.get(SECRET_ACCESS_KEY.lower(), "")
+                _require(where, SECRET_ACCESS_KEY, secret_text)
     access_key_id = check_value(ACCESS_KEY_ID, key_id, where, ini=ini)
-    secret = decode_secret(secret_text, where, ini=ini)
+    secret_where = f"{where} (the secret in the OS keychain)" if store == keychain.STORE else where
+    secret = decode_secret(secret_text, secret_where, ini=ini and store == FILE)
     if env_developer_key is not None:
         where, ini, developer_key = ENVIRONMENT, False, env_developer_key
     if developer_key:
@@ -243,4 +117,42 @@ def load_credentials(path: Path, profile: str, environ: Mapping[str, str]) -> Cr
         developer_key=developer_key,
         profile=profile_name,
         source=source,
+        store=store,
+        expires=expires,
     )
+
+
+def _require(where: str, key: str, value: str) -> None:
+    if not value:
+        raise CredentialsError(
+            f"{where}: {key} is missing or empty; add a line '{key}=...' "
+            "with the value from the Remote.It account page"
+        )
+
+
+def _store_of(values: Mapping[str, str], where: str) -> str:
+    """Where the profile keeps its secret: the file, the keychain, or a command's output."""
+    chosen = values.get(SECRET_STORE, "").strip().lower() or FILE
+    if chosen not in (FILE, keychain.STORE):
+        raise CredentialsError(
+            f"{where}: {SECRET_STORE} = {chosen[:40]!r} is not a store; use "
+            f"{SECRET_STORE} = {keychain.STORE} (the OS keychain) or remove the line (the file)"
+        )
+    if process.OPTION not in values:
+        if chosen == keychain.STORE and values.get(SECRET_ACCESS_KEY.lower()):
+            raise CredentialsError(
+                f"{where}: has both {SECRET_ACCESS_KEY} and {SECRET_STORE} = {keychain.STORE}; "
+                f"remove the {SECRET_ACCESS_KEY} line (the keychain holds the secret) or the "
+                f"{SECRET_STORE} line"
+            )
+        return chosen
+    extra = [k.upper() for k in (ACCESS_KEY_ID.lower(), SECRET_ACCESS_KEY.lower()) if k in values]
+    if SECRET_STORE in values:
+        extra.append(SECRET_STORE)
+    if extra:
+        raise CredentialsError(
+            f"{where}: has {process.OPTION} and also {', '.join(extra)}; the command gives the "
+            f"key, so remove {'that line' if len(extra) == 1 else 'those lines'}, or remove "
+            f"{process.OPTION}"
+        )
+    return PROCESS

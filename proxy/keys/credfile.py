@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError, CredentialsError
-from .credentials import decode_secret, load_credentials
+from .credentials import FILE, SECRET_STORE, load_credentials
 from .fileio import read_limited, replace_file
 from .profiles import (
     ACCESS_KEY_ID,
@@ -24,6 +24,7 @@ from .profiles import (
     match_profile,
     parse_profiles,
 )
+from .values import decode_secret
 
 # Lines with their own ending, split where parse_profiles splits them (\r\n, \r or \n).
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
@@ -42,17 +43,25 @@ class Profile:
     secret: str = field(repr=False)
     developer_key: str | None = field(default=None, repr=False)
     comment: str | None = None  # the account's e-mail address, kept as '# comment'
+    store: str = FILE  # where the secret is kept: in this file, or keychain.STORE
 
     def values(self) -> dict[str, str]:
         """The profile as parse_profiles reads it back: lower-case key to value."""
-        values = {ACCESS_KEY_ID.lower(): self.access_key_id, SECRET_ACCESS_KEY.lower(): self.secret}
+        values = {ACCESS_KEY_ID.lower(): self.access_key_id}
+        if self.store == FILE:
+            values[SECRET_ACCESS_KEY.lower()] = self.secret
+        else:  # the secret is in the keychain: the file says so, and holds no secret
+            values[SECRET_STORE] = self.store
         if self.developer_key:
             values[DEVELOPER_API_KEY.lower()] = self.developer_key
         return values
 
     def lines(self, name: str) -> list[str]:
         comment = [f"# {self.comment}"] if self.comment else []
-        keys = [f"{key.upper()}={value}" for key, value in self.values().items()]
+        keys = [
+            f"{key} = {value}" if key == SECRET_STORE else f"{key.upper()}={value}"
+            for key, value in self.values().items()
+        ]
         return [f"[{name}]", *comment, *keys]
 
 

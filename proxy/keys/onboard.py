@@ -3,80 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
-import getpass
 import os
 import shlex
-import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigError
-from .credentials import check_value, default_credentials_path, mask, value_problem
+from ..errors import ConfigError, ProxyError
+from . import keychain
+from .credentials import FILE, Credentials, default_credentials_path
 from .credfile import CredentialsFile, Profile, Written
 from .downloads import read_developer_key_file, read_download
 from .profiles import ACCESS_KEY_ID, DEVELOPER_API_KEY, KEYS, SECRET_ACCESS_KEY
+from .store import forget_old, write_key
+from .terminal import Terminal, ask, read_values, require
+from .values import decode_secret, mask, value_problem
 
-TRIES = 3
-_STDIN_FORMAT = (
-    f"without a terminal, configure reads {ACCESS_KEY_ID}, {SECRET_ACCESS_KEY} and optionally "
-    f"{DEVELOPER_API_KEY} from standard input, one per line"
-)
-
-
-def _read_stdin_line() -> str:
-    return sys.stdin.readline() if sys.stdin is not None else ""
-
-
-def _ask_line(prompt: str) -> str:
-    """A line typed in. The prompt goes to standard error, as getpass's goes to the terminal:
-    standard output, redirected or not, gets the result lines only."""
-    print(prompt, end="", file=sys.stderr, flush=True)
-    line = _read_stdin_line()
-    if not line:
-        raise EOFError
-    return line.rstrip("\r\n")
-
-
-def _tell(message: str) -> None:
-    print(message, file=sys.stderr)
-
-
-@dataclass(frozen=True)
-class Terminal:
-    """How the commands talk to the user; a test builds one from scripted callables."""
-
-    interactive: bool  # standard input is a terminal
-    ask: Callable[[str], str] = _ask_line  # a line, echoed
-    ask_secret: Callable[[str], str] = getpass.getpass  # a line, not echoed
-    read_line: Callable[[], str] = _read_stdin_line  # the next line for scripts, '' at the end
-    tell: Callable[[str], None] = _tell  # a message while asking (why an answer was refused)
-
-    def confirm(self, prompt: str, default: bool) -> bool:
-        """Ask a yes/no question; Enter, or three answers that are neither, give ``default``."""
-        choices = "[Y/n]" if default else "[y/N]"
-        for _ in range(TRIES):
-            answer = self.ask(f"{prompt} {choices} ").strip().lower()
-            if answer in ("y", "yes", "n", "no", ""):
-                return answer.startswith("y") if answer else default
-            self.tell("Please answer y or n.")
-        return default
-
-    @classmethod
-    def from_stdio(cls) -> Terminal:
-        """Interactive when standard input is a terminal, whatever standard output is: with
-        ``| tee log`` or ``> out.txt`` the keyboard still answers, the secret without echo."""
-        return cls(interactive=sys.stdin is not None and sys.stdin.isatty())
-
-
-def _clean(key: str, value: str) -> str:
-    # base64 ignores white space: a secret wrapped over lines is stored as one line.
-    return "".join(value.split()) if key == SECRET_ACCESS_KEY else value.strip()
-
-
-def _require(key: str, value: str, where: str, ini: bool = False, omit: str | None = None) -> str:
-    """The value cleaned, if serve accepts it; else an error naming ``where`` it came from."""
-    return check_value(key, _clean(key, value), where, ini=ini, omit=omit)
+FETCHED = "fetched from your account"
+# Asks the API for the account's developer key with a key just given (None: it has none).
+Fetch = Callable[[Credentials], "str | None"]
 
 
 def run_import(
@@ -88,25 +32,31 @@ def run_import(
     developer_key_file: Path | None,
     terminal: Terminal,
     environ: Mapping[str, str] | None = None,
+    store_in: str = FILE,
+    fetch: Fetch | None = None,
 ) -> list[str]:
-    """``import FILE``: store the key of an account page download in profile ``profile``."""
+    """``import FILE``: store the key of an account page download in profile ``profile``
+    (its secret in the file or the OS keychain); with no developer key given, ``fetch`` it."""
     download = read_download(source)
-    key_id = _require(ACCESS_KEY_ID, download.access_key_id, str(source), download.ini)
-    secret = _require(SECRET_ACCESS_KEY, download.secret, str(source), download.ini)
+    key_id = require(ACCESS_KEY_ID, download.access_key_id, str(source), download.ini)
+    secret = require(SECRET_ACCESS_KEY, download.secret, str(source), download.ini)
     store = CredentialsFile.read(credentials)
-    _may_replace(store, profile, force, None)
+    _may_replace(store, profile, force, None, key_id)
     developer_key: str | None = None
+    fetched: str | None = None
     if developer_key_file is not None:
         where = f"--developer-key-file {developer_key_file}"
         text = read_developer_key_file(developer_key_file, where)
-        developer_key = _require(DEVELOPER_API_KEY, text, where, omit="leave the option out")
+        developer_key = require(DEVELOPER_API_KEY, text, where, omit="leave the option out")
     elif download.developer_key:
         value, where = download.developer_key, str(source)
-        developer_key = _require(DEVELOPER_API_KEY, value, where, download.ini, "remove the line")
-    elif terminal.interactive:
-        developer_key = _ask(terminal, DEVELOPER_API_KEY, _developer_prompt(store, profile))
-    new = Profile(key_id, secret, developer_key, download.email)
-    return _store(store, profile, new, os.environ if environ is None else environ)
+        developer_key = require(DEVELOPER_API_KEY, value, where, download.ini, "remove the line")
+    else:
+        developer_key, fetched = _fetch(fetch, key_id, secret, profile)
+        if developer_key is None and terminal.interactive:
+            developer_key = ask(terminal, DEVELOPER_API_KEY, _developer_prompt(store, profile))
+    new = Profile(key_id, secret, developer_key, download.email, store_in)
+    return _store(store, profile, new, os.environ if environ is None else environ, fetched)
 
 
 def run_configure(
@@ -116,25 +66,55 @@ def run_configure(
     force: bool,
     terminal: Terminal,
     environ: Mapping[str, str] | None = None,
+    store_in: str = FILE,
+    fetch: Fetch | None = None,
 ) -> list[str]:
-    """``configure``: store an access key typed in (or given on standard input, one per line)."""
+    """``configure``: store an access key typed in (or given on standard input, one per line);
+    with no developer key given, ``fetch`` it."""
     store = CredentialsFile.read(credentials)
     _may_replace(store, profile, force, terminal)
+    fetched: str | None = None
     if terminal.interactive:
         prompts = ("Access key ID: ", "Secret access key (not shown): ")
-        key_id = _ask(terminal, ACCESS_KEY_ID, prompts[0]) or ""
-        secret = _ask(terminal, SECRET_ACCESS_KEY, prompts[1]) or ""
-        developer_key = _ask(terminal, DEVELOPER_API_KEY, _developer_prompt(store, profile))
+        key_id = ask(terminal, ACCESS_KEY_ID, prompts[0]) or ""
+        secret = ask(terminal, SECRET_ACCESS_KEY, prompts[1]) or ""
+        developer_key, fetched = _fetch(fetch, key_id, secret, profile)
+        if developer_key is None:
+            developer_key = ask(terminal, DEVELOPER_API_KEY, _developer_prompt(store, profile))
     else:
-        key_id, secret, developer_key = _read_values(terminal)
-    new = Profile(key_id, secret, developer_key)
-    return _store(store, profile, new, os.environ if environ is None else environ)
+        key_id, secret, developer_key = read_values(terminal)
+        if developer_key is None:
+            developer_key, fetched = _fetch(fetch, key_id, secret, profile)
+    new = Profile(key_id, secret, developer_key, store=store_in)
+    return _store(store, profile, new, os.environ if environ is None else environ, fetched)
 
 
-def _may_replace(store: CredentialsFile, name: str, force: bool, ask: Terminal | None) -> None:
-    """Refuse to replace an existing profile unless forced, or confirmed on a terminal."""
+def _fetch(
+    fetch: Fetch | None, key_id: str, secret: str, profile: str
+) -> tuple[str | None, str | None]:
+    """The account's developer key, asked of the API with the new key, and what to say of it
+    (None: nothing was asked)."""
+    if fetch is None:
+        return None, None
+    creds = Credentials(key_id, decode_secret(secret, "the secret"), profile=profile)
+    try:
+        found = fetch(creds)
+    except ProxyError as exc:
+        return None, f"could not be fetched from your account ({exc})"
+    if found is None:
+        return None, "is not set on your account"
+    return require(DEVELOPER_API_KEY, found, "the API's answer"), FETCHED
+
+
+def _may_replace(
+    store: CredentialsFile, name: str, force: bool, ask: Terminal | None, key_id: str = ""
+) -> None:
+    """Refuse to replace an existing profile unless forced, or confirmed on a terminal; the
+    same key again (moved to or from the keychain) is no replacement."""
     existing = store.find(name)
     if existing is None or force:
+        return
+    if key_id and store.profiles[existing].get(ACCESS_KEY_ID.lower()) == key_id:
         return
     if ask is not None and ask.interactive:
         question = f"Profile [{existing}] exists in {store.path}; replace it?"
@@ -164,36 +144,12 @@ def _developer_prompt(store: CredentialsFile, name: str) -> str:
     return f"Developer API key (optional, for the REST API; Enter to {enter}): "
 
 
-def _ask(terminal: Terminal, key: str, prompt: str) -> str | None:
-    """Ask until the answer is valid, at most TRIES times; None for an optional key left empty."""
-    ask = terminal.ask if key == ACCESS_KEY_ID else terminal.ask_secret
-    reason = ""
-    for attempt in range(1, TRIES + 1):
-        value = _clean(key, ask(prompt))
-        if not value and key == DEVELOPER_API_KEY:
-            return None
-        found = value_problem(key, value, omit="press Enter to skip it")
-        if found is None:
-            return value
-        reason = found
-        if attempt < TRIES:
-            terminal.tell(f"Not accepted: {reason}. Try again.")
-    raise ConfigError(f"{reason} ({TRIES} tries); nothing was written")
-
-
-def _read_values(terminal: Terminal) -> tuple[str, str, str | None]:
-    values: list[str] = []
-    for number, key in enumerate(KEYS, 1):
-        value = _clean(key, terminal.read_line())
-        if not value and key != DEVELOPER_API_KEY:
-            raise ConfigError(f"standard input: line {number}, {key}, is missing; {_STDIN_FORMAT}")
-        where, omit = f"standard input, line {number}", f"leave line {number} out"
-        values.append(_require(key, value, where, omit=omit) if value else "")
-    return values[0], values[1], values[2] or None
-
-
 def _store(
-    store: CredentialsFile, name: str, new: Profile, environ: Mapping[str, str]
+    store: CredentialsFile,
+    name: str,
+    new: Profile,
+    environ: Mapping[str, str],
+    fetched: str | None,
 ) -> list[str]:
     """Write the profile, keeping the developer key of the one it replaces when none is given
     (it belongs to the account, not to the access key rotated), unless serve would refuse it."""
@@ -202,17 +158,26 @@ def _store(
     kept, dropped = _old_developer_key(store, name) if not new.developer_key else (None, None)
     if kept:
         new = dataclasses.replace(new, developer_key=kept)
-    written = store.write(name, new)
-    return _report(written, new, old.get(ACCESS_KEY_ID.lower()), bool(kept), dropped, environ)
+    written = write_key(store, name, new)
+    if old:
+        forget_old(old, store.path)
+    lines = _report(written, new, old.get(ACCESS_KEY_ID.lower()), kept, dropped, fetched)
+    return lines[:1] + _secret_line(new) + lines[1:] + _warnings(written, environ)
+
+
+def _secret_line(new: Profile) -> list[str]:
+    if new.store != keychain.STORE:
+        return []
+    return [f"Secret access key: in the OS keychain ({keychain.backend_name()}), not in the file."]
 
 
 def _report(
     written: Written,
     new: Profile,
     old_key_id: str | None,
-    kept: bool,
+    kept: str | None,
     dropped: str | None,
-    environ: Mapping[str, str],
+    fetched: str | None,
 ) -> list[str]:
     path, name = written.real, written.profile
     via = f" (reached through a symbolic link from {written.path})"
@@ -226,13 +191,23 @@ def _report(
         done = f"Added profile [{name}] to {path_text}"
     account = f" of {new.comment}" if new.comment else ""
     lines = [f"{done}: access key {mask(new.access_key_id)}{account}."]
-    if kept or new.developer_key:
+    if fetched == FETCHED:
+        said = FETCHED
+    elif kept or new.developer_key:
         said = "kept from the profile replaced" if kept else "stored"
     elif dropped:
         said = f"the one in the profile replaced was not valid ({dropped}), not kept"
     else:
         said = "none (optional; the REST API needs one)"
+    if fetched is not None and fetched != FETCHED:
+        lines.append(f"Note: the developer API key {fetched}.")
     lines.append(f"Developer API key: {said}.")
+    return lines
+
+
+def _warnings(written: Written, environ: Mapping[str, str]) -> list[str]:
+    path, name = written.real, written.profile
+    lines = []
     if written.mode is not None and written.mode & 0o077:
         lines.append(
             f"warning: {path} can be read by other users (mode {written.mode:o}); "

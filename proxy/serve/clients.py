@@ -104,8 +104,9 @@ class Clients:
         return self._by_token.get(_digest(presented))
 
     def reload(self, why: str) -> None:
+        """Reload every profile's key soon (SIGHUP), each in its watcher's own time."""
         for watcher in self.watchers.values():
-            watcher.reload(why)
+            watcher.request(why)
 
     def reload_results(self) -> dict[str, int]:
         totals: dict[str, int] = {}

@@ -11,7 +11,7 @@ import signal
 import socket
 from collections.abc import Coroutine, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 from .. import __version__
 from ..config.addresses import Listen
@@ -21,6 +21,7 @@ from ..keys.credentials import Credentials
 from .clients import Client
 from .server import ProxyService
 
+T = TypeVar("T")
 log = logging.getLogger("proxy")
 # One profile's credentials, or every profile's by name (clients.load_profiles).
 Profiles = Credentials | Mapping[str, Credentials]
@@ -78,14 +79,14 @@ def _describe(client: Client) -> str:
     return f"client {client.name}: {text}" if client.name else text
 
 
-def run(main: Coroutine[Any, Any, None]) -> None:
+def run(main: Coroutine[Any, Any, T]) -> T:
     """``asyncio.run``, on uvloop when it is installed (``pip install 'remoteit-proxy[fast]'``)."""
     try:
         uvloop = importlib.import_module("uvloop")
     except ImportError:
-        asyncio.run(main)
-    else:
-        uvloop.run(main)
+        return asyncio.run(main)
+    result: T = uvloop.run(main)
+    return result
 
 
 def _probe_free(listen: Listen) -> None:
