@@ -111,7 +111,9 @@ def _rotate(args: argparse.Namespace, settings: Settings) -> int:
     from .errors import AccountError
 
     def say(line: str) -> None:
-        print(line, flush=True)
+        # A reader that left ('rotate | head -1') must not stop a rotation half way.
+        with contextlib.suppress(OSError):
+            print(line, flush=True)
 
     try:
         new = asyncio.run(

@@ -125,12 +125,14 @@ async def test_import_over_a_file_profile_moves_the_secret_and_back(
     )
     assert credentials.read_text().startswith("# mine\n")
     assert keychain_entry(env, KEY_ID) == SECRET_B64
-    # And back into the file: the keychain entry nothing uses any more is removed.
+    # And back into the file. The keychain entry stays (a profile of another file may use
+    # it): the user is told how to remove it.
     code, out, err = await cli(env, "import", source, "--store", "file")
     assert code == 0, err
     assert f"R3_SECRET_ACCESS_KEY={SECRET_B64}" in credentials.read_text()
     assert "secret_store" not in credentials.read_text()
-    assert keychain_entry(env, KEY_ID) is None
+    assert f"python -m keyring del remoteit-proxy {KEY_ID}" in out
+    assert keychain_entry(env, KEY_ID) == SECRET_B64
 
 
 async def test_configure_store_keychain_from_standard_input(
@@ -302,3 +304,20 @@ async def test_secret_service_end_to_end_import_serve_rotate_serve(
     stored = secret_service.passwords()
     assert list(stored) == [new_key]  # the old entry is gone, the new secret is the API's
     assert base64.b64decode(stored[new_key]) == account.keys[new_key].secret
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the OS keychain elsewhere is always there")
+async def test_a_file_backend_keyring_picked_by_itself_is_refused(tmp_path: Path) -> None:
+    # No desktop session (no D-Bus), keyrings.alt installed: keyring falls back to a plain
+    # file of its own. That is no keychain: refused unless chosen on purpose.
+    env = alt_env(tmp_path, "http://127.0.0.1:9")
+    del env["PYTHON_KEYRING_BACKEND"]
+    env.pop("DBUS_SESSION_BUS_ADDRESS", None)
+    code, out, err = await cli(
+        env, "import", str(download(tmp_path, INI_DOWNLOAD)), "--store", "keychain"
+    )
+    assert code == 2 and out == ""
+    assert "keyring would keep the secret in a file (keyrings.alt." in err
+    assert "PYTHON_KEYRING_BACKEND=keyrings.alt." in err and "--store file" in err
+    assert not (tmp_path / ".remoteit" / "credentials").exists()
+    assert not (tmp_path / "data" / "python_keyring").exists()

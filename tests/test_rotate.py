@@ -173,3 +173,30 @@ async def test_a_refused_old_key_stops_before_creating_anything(
     code, _, err = await cli(env_for(tmp_path, upstream, credentials), "rotate")
     assert code == 1 and "refused the signature (401)" in err
     assert "createAccessKey" not in account.calls
+
+
+async def test_an_interruption_while_verifying_deletes_the_new_key(
+    upstream: AccountUpstream, account: FakeAccount, credentials: Path
+) -> None:
+    account.propagation = 30.0  # the new key is being waited for when the user presses Ctrl+C
+    said: list[str] = []
+    job = asyncio.create_task(rotation(upstream, credentials, said).run(grace=0))
+    while not any(line.startswith("Created key") for line in said):
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)
+    job.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await job
+    assert said[-1].startswith("Interrupted; the new key ****") and "deleted again" in said[-1]
+    assert list(account.keys) == [KEY_ID] and account.keys[KEY_ID].enabled
+    assert f"R3_ACCESS_KEY_ID={KEY_ID}" in credentials.read_text()
+
+
+async def test_other_profiles_holding_the_same_key_are_named_and_nothing_is_created(
+    upstream: AccountUpstream, account: FakeAccount, credentials: Path, tmp_path: Path
+) -> None:
+    copy = credentials_text(KEY_ID, SECRET).replace("[DEFAULT]", "[copy]")
+    credentials.write_text(credentials.read_text() + "\n" + copy)
+    code, _, err = await cli(env_for(tmp_path, upstream, credentials), "rotate")
+    assert code == 2 and "profiles [copy] of" in err and "would be left with a disabled key" in err
+    assert account.calls == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
 import secrets
 import signal
 import sys
@@ -41,7 +42,12 @@ def for_exec(settings: Settings, client: str | None, token: str) -> Settings:
 
 def child_environment(environ: Mapping[str, str], url: str, token: str) -> dict[str, str]:
     """The child's environment: the proxy's URL and token, and no R3_* variable (no key)."""
-    env = {name: value for name, value in environ.items() if not name.startswith("R3_")}
+    # Nor this proxy's own settings (a token file, a credentials path): only its URL and token.
+    env = {
+        name: value
+        for name, value in environ.items()
+        if not name.startswith(("R3_", "REMOTEIT_PROXY_"))
+    }
     env[URL_VARIABLE], env[TOKEN_VARIABLE] = url, token
     return env
 
@@ -57,6 +63,15 @@ async def run_exec(
     service = ProxyService(settings, load_profiles(settings, environ), environ=environ)
     url = (await service.start())[0]
     loop = asyncio.get_running_loop()
+    children: list[asyncio.subprocess.Process] = []
+    pending: list[int] = []  # signals that came before the child existed
+    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    # Handlers first: a signal between starting the child and installing them would end this
+    # process and leave the child without its proxy.
+    with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, _forward, children, pending, signum)
+        loop.add_signal_handler(signal.SIGHUP, service.clients.reload, "SIGHUP")
     try:
         try:
             child = await asyncio.create_subprocess_exec(
@@ -65,26 +80,37 @@ async def run_exec(
         except FileNotFoundError:
             print(f"remoteit-proxy: exec: {argv[0]}: command not found", file=sys.stderr)
             return NOT_FOUND
-        except PermissionError:
-            print(f"remoteit-proxy: exec: {argv[0]}: permission denied", file=sys.stderr)
+        except OSError as exc:  # permission, not an executable format, ...
+            print(f"remoteit-proxy: exec: {argv[0]}: {exc.strerror}", file=sys.stderr)
             return NOT_RUNNABLE
-        forwarded = (signal.SIGINT, signal.SIGTERM)
-        with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
-            for signum in forwarded:
-                loop.add_signal_handler(signum, _forward, child, signum)
-            loop.add_signal_handler(signal.SIGHUP, service.clients.reload, "SIGHUP")
-        try:
-            status = await child.wait()
-        finally:
-            with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
-                for signum in (*forwarded, signal.SIGHUP):
-                    loop.remove_signal_handler(signum)
+        children.append(child)
+        for early in pending:
+            _forward(children, [], early)
+        status = await child.wait()
     finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
+            for signum in handled:
+                loop.remove_signal_handler(signum)
         await service.stop()  # requests the child left in flight are drained
     return 128 - status if status < 0 else status
 
 
-def _forward(child: asyncio.subprocess.Process, signum: int) -> None:
-    if child.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            child.send_signal(signum)
+def _forward(children: list[asyncio.subprocess.Process], pending: list[int], signum: int) -> None:
+    if not children:
+        pending.append(signum)
+        return
+    child = children[0]
+    if child.returncode is not None:
+        return
+    if signum == signal.SIGINT and _from_terminal():
+        return  # Ctrl+C reached the child too (same process group): once is enough
+    with contextlib.suppress(ProcessLookupError):
+        child.send_signal(signum)
+
+
+def _from_terminal() -> bool:
+    """Whether a SIGINT came from the terminal: this process is in its foreground group."""
+    try:
+        return os.tcgetpgrp(sys.stdin.fileno()) == os.getpgrp()
+    except (OSError, ValueError, AttributeError):  # no terminal, or no such call (Windows)
+        return False

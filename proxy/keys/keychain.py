@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from ..errors import CredentialsError
 
 SERVICE = "remoteit-proxy"
+# Backends that keep secrets in a file of their own: used only when chosen explicitly.
+_FILE_BACKENDS = ("keyrings.alt.",)
 STORE = "keychain"
 # What a message suggests when the keychain cannot be used at all.
 _USE_FILE = (
@@ -66,8 +69,31 @@ def _failure(exc: Exception, profile: str, doing: str) -> CredentialsError:
     )
 
 
+def _require_keychain(profile: str) -> None:
+    """Refuse a backend that keyring picked by itself but that is a file on disk, not an OS
+    keychain: keyrings.alt's, chosen when nothing better is there (a server, a container)."""
+    keyring = _keyring()
+    try:
+        backend = keyring.get_keyring()
+        # A chain of backends stores into its first one.
+        first = (getattr(backend, "backends", None) or [backend])[0]
+        chosen = os.environ.get("PYTHON_KEYRING_BACKEND") or keyring.core.load_config()
+    except Exception:  # the call that follows reports what is wrong
+        return
+    kind = f"{type(first).__module__}.{type(first).__name__}"
+    if chosen or not kind.startswith(_FILE_BACKENDS):
+        return
+    raise CredentialsError(
+        f"profile [{profile}]: keyring would keep the secret in a file ({kind}), not in an "
+        "OS keychain: none was found here (Secret Service, macOS Keychain, Windows "
+        "Credential Locker). Run where one is; or, if a file is what you want, choose it "
+        f"with PYTHON_KEYRING_BACKEND={kind}, {_USE_FILE}"
+    )
+
+
 def get_secret(profile: str, key_id: str) -> str:
     """The secret (base64 text, as R3_SECRET_ACCESS_KEY) stored for ``key_id``."""
+    _require_keychain(profile)
     keyring = _keyring()
     try:
         secret = keyring.get_password(SERVICE, key_id)
@@ -95,6 +121,7 @@ def existing(key_id: str) -> str | None:
 
 def set_secret(profile: str, key_id: str, secret: str) -> None:
     """Store ``secret`` (base64 text) for ``key_id``, replacing any entry it had."""
+    _require_keychain(profile)
     keyring = _keyring()
     try:
         keyring.set_password(SERVICE, key_id, secret)

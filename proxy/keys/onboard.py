@@ -14,7 +14,7 @@ from .credentials import FILE, Credentials, default_credentials_path
 from .credfile import CredentialsFile, Profile, Written
 from .downloads import read_developer_key_file, read_download
 from .profiles import ACCESS_KEY_ID, DEVELOPER_API_KEY, KEYS, SECRET_ACCESS_KEY
-from .store import forget_old, write_key
+from .store import store_of, write_key
 from .terminal import Terminal, ask, read_values, require
 from .values import decode_secret, mask, value_problem
 
@@ -103,7 +103,10 @@ def _fetch(
         return None, f"could not be fetched from your account ({exc})"
     if found is None:
         return None, "is not set on your account"
-    return require(DEVELOPER_API_KEY, found, "the API's answer"), FETCHED
+    try:
+        return require(DEVELOPER_API_KEY, found, "the API's answer"), FETCHED
+    except ConfigError as exc:
+        return None, f"from your account was not used ({exc})"
 
 
 def _may_replace(
@@ -159,16 +162,27 @@ def _store(
     if kept:
         new = dataclasses.replace(new, developer_key=kept)
     written = write_key(store, name, new)
-    if old:
-        forget_old(old, store.path)
     lines = _report(written, new, old.get(ACCESS_KEY_ID.lower()), kept, dropped, fetched)
-    return lines[:1] + _secret_line(new) + lines[1:] + _warnings(written, environ)
+    return lines[:1] + _secret_lines(old, new) + lines[1:] + _warnings(written, environ)
 
 
-def _secret_line(new: Profile) -> list[str]:
-    if new.store != keychain.STORE:
-        return []
-    return [f"Secret access key: in the OS keychain ({keychain.backend_name()}), not in the file."]
+def _secret_lines(old: Mapping[str, str], new: Profile) -> list[str]:
+    lines = []
+    if new.store == keychain.STORE:
+        backend = keychain.backend_name()
+        lines.append(f"Secret access key: in the OS keychain ({backend}), not in the file.")
+    old_id = old.get(ACCESS_KEY_ID.lower(), "")
+    if (
+        old_id
+        and store_of(old) == keychain.STORE
+        and (new.store != keychain.STORE or new.access_key_id.casefold() != old_id.casefold())
+    ):
+        # Not removed here: a profile of another credentials file may use the same entry.
+        lines.append(
+            f"Note: the keychain still holds the secret of {mask(old_id)}; once nothing uses "
+            f"it, remove it with: python -m keyring del {keychain.SERVICE} {old_id}"
+        )
+    return lines
 
 
 def _report(

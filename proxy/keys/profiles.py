@@ -29,6 +29,8 @@ _NO_DEFAULT_SECTION = "\x00"
 # A comment after a value: '#' or ';' after white space, as configparser's inline comments.
 # Key ids, base64 secrets and developer keys never contain white space, so this cuts nothing.
 _INLINE_COMMENT = re.compile(r"\s[#;]")
+# credential_process holds a command line: read as written, for shlex to split.
+_SHELL_LINE = re.compile(r"[ \t]*credential_process[ \t]*[=:]", re.IGNORECASE)
 # The shell's "export KEY=value": the vendor's examples `source` the credentials file.
 _EXPORT = re.compile(r"^([ \t]*)export[ \t]+(?=[^\s=:])")
 
@@ -68,6 +70,8 @@ def read_text(path: Path) -> str:
 
 def _clean_line(line: str) -> str:
     """A line that is not a comment, without its inline comment and its leading ``export``."""
+    if _SHELL_LINE.match(line):
+        return line  # its quotes and any '#' or ';' are the command's, split as a shell would
     # In a '[profile]' header, only what follows the closing bracket can be a comment.
     start = line.find("]") + 1 if line.lstrip().startswith("[") else 0
     comment = _INLINE_COMMENT.search(line, start)
@@ -156,7 +160,10 @@ def parse_profiles(text: str, path: Path) -> dict[str, dict[str, str]]:
             "lines; fix it or create it again"
         ) from None
     return {
-        name: {key: _unquote(value or "") for key, value in parser.items(name)}
+        name: {
+            key: (value or "").strip() if key == "credential_process" else _unquote(value or "")
+            for key, value in parser.items(name)
+        }
         for name in parser.sections()
     }
 

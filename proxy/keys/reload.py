@@ -54,7 +54,8 @@ class CredentialsWatcher:
         self._last_error = ""
         self._wake: asyncio.Future[None] | None = None  # what run() waits on, while it runs
         self._pending: str | None = None  # why a reload was asked for
-        self._refused: Credentials | None = None  # the key a refusal already re-ran for
+        self._refused: tuple[str, bytes] | None = None  # the key a refusal already re-ran for
+        self._refused_at = -RETRY_AFTER
         self._retry_at = 0.0  # after a failed refresh of an expiring key, not before this
 
     @property
@@ -73,14 +74,17 @@ class CredentialsWatcher:
         if stamp != self._stamp:
             self._stamp = stamp
             return "the file changed"
-        expires = self.current.expires
-        if expires is not None:
-            now = time.time()
-            # Renew ahead of time: 5 minutes before, or halfway through a shorter life.
-            margin = min(EXPIRY_MARGIN, max(0.5, (expires - self.loaded_at) / 2))
-            if now >= expires - margin and now >= self._retry_at:
-                return "the key expires soon"
+        if self._expiring() and time.time() >= self._retry_at:
+            return "the key expires soon"
         return None
+
+    def _expiring(self) -> bool:
+        """The key is within its renewal margin: 5 minutes, or half a shorter life."""
+        expires = self.current.expires
+        if expires is None:
+            return False
+        margin = min(EXPIRY_MARGIN, max(0.5, (expires - self.loaded_at) / 2))
+        return time.time() >= expires - margin
 
     def request(self, why: str) -> None:
         """Reload soon, without blocking the caller (a signal handler, a request): a command
@@ -91,12 +95,20 @@ class CredentialsWatcher:
         self._pending = why
         _wake_up(self._wake)
 
-    def refused(self) -> None:
+    def refused(self, signed_with: Credentials) -> None:
         """The API refused a signature made with the current key: a command's key may have
         been revoked or renewed since, so run the command once more (once per key)."""
-        if self.current.store == PROCESS and self._refused is not self.current:
-            self._refused = self.current
-            self.request("the API refused the key")
+        current = self.current
+        if signed_with is not current:  # a late answer to a key already replaced: no news
+            return
+        key = (current.access_key_id, current.secret)
+        now = time.monotonic()
+        # Once per key, and not more often than RETRY_AFTER: every request of a client may
+        # be refused (403 is also the answer to calls the key may not make).
+        if current.store != PROCESS or key == self._refused or now < self._refused_at + RETRY_AFTER:
+            return
+        self._refused, self._refused_at = key, now
+        self.request("the API refused the key")
 
     def reload(self, why: str) -> bool:
         """Load the credentials again now; on any problem keep the ones in use."""
@@ -105,14 +117,16 @@ class CredentialsWatcher:
             return False
         try:
             new = load_credentials(self._path, self._profile, self._environ)
-        except CredentialsError as exc:
+        except Exception as exc:  # whatever went wrong, the key in use stays, and so does run()
             self.results["error"] += 1
             self._retry_at = time.time() + RETRY_AFTER
-            if str(exc) != self._last_error:
-                self._last_error = str(exc)
+            # Only our own messages are shown: they never hold a value.
+            message = str(exc) if isinstance(exc, CredentialsError) else type(exc).__name__
+            if message != self._last_error:
+                self._last_error = message
                 log.error(
                     "credentials not reloaded: %s; still using key %s",
-                    exc,
+                    message,
                     self.current.masked_key_id,
                 )
             return False
@@ -124,6 +138,15 @@ class CredentialsWatcher:
                 "credentials reloaded (%s): profile %s, key %s", why, new.profile, new.masked_key_id
             )
             self.current = new
+        if self._expiring():  # the command gave a key that is as near its end as the last
+            self._retry_at = time.time() + RETRY_AFTER
+            log.warning(
+                "credential_process of profile %s gave a key that expires in %.0f s; asking "
+                "again in %.0f s",
+                new.profile,
+                (new.expires or 0) - time.time(),
+                RETRY_AFTER,
+            )
         return True
 
     async def run(self, interval: float = 1.0) -> None:

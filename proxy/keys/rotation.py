@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
-from ..errors import AccountError, ConfigError
+from ..errors import AccountError, ConfigError, ProxyError
 from .credentials import ENVIRONMENT, PROCESS, Credentials, load_credentials
 from .credfile import CredentialsFile, Profile
-from .profiles import DEVELOPER_API_KEY
+from .profiles import ACCESS_KEY_ID, DEVELOPER_API_KEY
 from .store import forget_old, store_of, write_key
 from .values import decode_secret, mask
 
@@ -48,8 +48,8 @@ class Rotation:
     api: Account
     path: Path
     profile: str
-    environ: Mapping[str, str]
-    say: Callable[[str], None]
+    environ: Mapping[str, str] = field(repr=False)  # it may hold R3_SECRET_ACCESS_KEY
+    say: Callable[[str], None] = print
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     verify_for: float = VERIFY_FOR
 
@@ -60,22 +60,15 @@ class Rotation:
         file = CredentialsFile.read(self.path)
         name = file.find(old.profile) or old.profile
         values = file.profiles[name]
+        self._alone(file, name, old)
         email = await self.api.email(old)
         where = "the OS keychain" if store_of(values) != "file" else str(self.path)
         self.say(f"Rotating profile [{name}] of {email}: key {old.masked_key_id} (in {where}).")
         self._room(old, await self.api.keys(old))
         key_id, secret = await self.api.create_key(old)
-        new = replace(old, access_key_id=key_id, secret=decode_secret(secret, "the new key"))
-        self.say(f"Created key {new.masked_key_id}.")
-        await self._verify(old, new)
         developer_key = values.get(DEVELOPER_API_KEY.lower()) or None
         profile = Profile(key_id, secret, developer_key, email, store_of(values))
-        try:
-            write_key(file, name, profile)
-        except ConfigError as exc:
-            raise AccountError(
-                f"the new key could not be stored: {exc}{await self._undo(old, new)}"
-            ) from None
+        new = await self._store(old, file, name, profile)
         self.say(f"Stored it in profile [{name}] ({where}).")
         if grace > 0:
             self.say(f"Waiting {grace:g} s for running proxies to pick up the new key...")
@@ -90,7 +83,10 @@ class Rotation:
                 "portal (Account, Access keys), or run rotate again later"
             ) from None
         self.say(f"Disabled the old key {old.masked_key_id}.")
-        forget_old(values, self.path)
+        try:
+            forget_old(values, self.path)  # a disabled key's secret is of no use to anyone
+        except ProxyError as exc:
+            self.say(f"Note: the old key's keychain entry was left in place ({exc}).")
         if delete_old:
             try:
                 await self.api.delete_key(new, old_id)
@@ -101,6 +97,46 @@ class Rotation:
                 ) from None
             self.say(f"Deleted the old key {old.masked_key_id}.")
         return new.masked_key_id
+
+    async def _store(
+        self, old: Credentials, file: CredentialsFile, name: str, profile: Profile
+    ) -> Credentials:
+        """Verify the new key and store it; on any failure or interruption until it is stored,
+        delete it again (signed with the old key), so that nothing is left half done."""
+        created = profile.access_key_id
+        try:
+            secret = decode_secret(profile.secret, "the secret of the new key the API gave")
+            new = replace(old, access_key_id=created, secret=secret)
+            self.say(f"Created key {new.masked_key_id}.")
+            await self._verify(new)
+            try:
+                write_key(file, name, profile)
+            except ProxyError as exc:
+                raise AccountError(f"the new key could not be stored: {exc}") from None
+        except BaseException as exc:
+            # Shielded: a second Ctrl+C must not leave the new key behind either.
+            ending = await asyncio.shield(self._undo(old, created))
+            if isinstance(exc, ProxyError):
+                raise AccountError(f"{exc}{ending}") from None
+            self.say(f"Interrupted{ending}.")
+            raise
+        return new
+
+    def _alone(self, file: CredentialsFile, name: str, old: Credentials) -> None:
+        """Refuse when other profiles of the file hold the same key: they would be left with a
+        disabled one."""
+        others = [
+            other
+            for other, values in file.profiles.items()
+            if other != name and values.get(ACCESS_KEY_ID.lower()) == old.access_key_id
+        ]
+        if others:
+            listed = ", ".join(f"[{other}]" for other in others)
+            raise ConfigError(
+                f"profiles {listed} of {self.path} hold the same key {old.masked_key_id} as "
+                f"[{name}] and would be left with a disabled key: remove them, or point them "
+                f"at [{name}] with --profile, then run rotate again"
+            )
 
     def _old(self) -> Credentials:
         old = load_credentials(self.path, self.profile, self.environ)
@@ -134,7 +170,7 @@ class Rotation:
             "run rotate again"
         )
 
-    async def _verify(self, old: Credentials, new: Credentials) -> None:
+    async def _verify(self, new: Credentials) -> None:
         """The API accepts the new key: asked again for a few seconds while it propagates."""
         deadline = time.monotonic() + self.verify_for
         wait = 0.25
@@ -145,7 +181,7 @@ class Rotation:
                 if time.monotonic() + wait > deadline:
                     raise AccountError(
                         f"the API did not accept the new key {new.masked_key_id} within "
-                        f"{self.verify_for:g} s ({exc.message}){await self._undo(old, new)}"
+                        f"{self.verify_for:g} s ({exc.message})"
                     ) from None
                 await self.sleep(wait)
                 wait = min(wait * 2, 2.0)
@@ -153,17 +189,18 @@ class Rotation:
                 self.say(f"The API accepts {new.masked_key_id}.")
                 return
 
-    async def _undo(self, old: Credentials, new: Credentials) -> str:
+    async def _undo(self, old: Credentials, created: str) -> str:
         """Delete the new key again (signed with the old one); the message's ending."""
         try:
-            await self.api.delete_key(old, new.access_key_id)
-        except AccountError as exc:
+            await self.api.delete_key(old, created)
+        except Exception as exc:
+            why = exc.message if isinstance(exc, AccountError) else type(exc).__name__
             return (
-                f"; deleting the new key {new.masked_key_id} again failed too ({exc.message}): "
-                f"delete it in the Remote.It portal. Profile [{old.profile}] still holds "
+                f"; deleting the new key {mask(created)} again failed too ({why}): delete it "
+                f"in the Remote.It portal. Profile [{old.profile}] still holds "
                 f"{old.masked_key_id}"
             )
         return (
-            f"; the new key {new.masked_key_id} was deleted again and profile "
+            f"; the new key {mask(created)} was deleted again and profile "
             f"[{old.profile}] still holds {old.masked_key_id}, which stays enabled"
         )

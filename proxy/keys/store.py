@@ -47,6 +47,8 @@ def forget_old(old: Mapping[str, str], path: Path) -> bool:
     if not old_id or store_of(old) != keychain.STORE:
         return False
     for values in CredentialsFile.read(path).profiles.values():
-        if values.get(ACCESS_KEY_ID.lower()) == old_id and store_of(values) == keychain.STORE:
+        # Some backends fold the case of the user name (keyrings.alt, Windows): so do we.
+        same = values.get(ACCESS_KEY_ID.lower(), "").casefold() == old_id.casefold()
+        if same and store_of(values) == keychain.STORE:
             return False
     return keychain.delete_secret(old_id)

@@ -88,8 +88,9 @@ async def forward(
         ):
             state.skew_sampled = received
             state.skew.observe(head.headers.get("Date"), sent, received, head.headers.get("Age"))
-        if head.status in (401, 403) and exchange.client is not None:
-            exchange.client.credentials.refused()  # a command's key may need running again
+        if head.status in (401, 403) and exchange.client and exchange.signed_with:
+            # A command's key may have been revoked or renewed: run the command again.
+            exchange.client.credentials.refused(exchange.signed_with)
         headers = head.headers
         switched = headers.get("Upgrade", "") if head.status == 101 else None
         drop_hop_by_hop(headers)  # what is left is passed on to the client

@@ -165,7 +165,7 @@ async def build_upstream_request(
     ``raw_path`` the path and query as that upstream gets them."""
     client = exchange.client
     assert client is not None, "a request is forwarded for a client"
-    creds = client.credentials.current
+    creds = exchange.signed_with = client.credentials.current
     upstream = settings.upstream
     target = upstream.prefix + _wire_target(raw_path)
     body, length, sha256 = await read_body(request, settings, exchange.body)

@@ -13,6 +13,7 @@ from ..ops.metrics import Metrics
 from .clients import Clients
 
 if TYPE_CHECKING:
+    from ..keys.credentials import Credentials
     from ..policy.graphql import Operation
     from .clients import Client
 
@@ -66,6 +67,7 @@ class Exchange:
     signed_corrected: bool = False
     aborted: int | None = None  # the status to log when the answer broke off mid-body
     client: Client | None = None  # who asked (picked by the token)
+    signed_with: Credentials | None = None  # the key the upstream request was signed with
     body: bytes | None = None  # the body, when the policy had to read it whole
     operations: tuple[Operation, ...] | None = None  # GraphQL operations, when the policy looked
     rule: str | None = None  # the policy rule that refused the request
