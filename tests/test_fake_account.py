@@ -9,14 +9,13 @@ import hmac
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import datetime
 from email.utils import formatdate
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 from conftest import KEY_ID, SECRET
 from fake_account import (
     MAX_KEYS_MESSAGE,
@@ -41,18 +40,10 @@ DELETE = "mutation deleteAccessKey($key: String!) { deleteAccessKey(key: $key) }
 
 
 @pytest.fixture
-async def upstream(aiohttp_server: Callable[..., Awaitable[TestServer]]) -> FakeUpstream:
-    """conftest's upstream, as an AccountUpstream (a module overriding this fixture also gives
+def upstream(account_upstream: AccountUpstream) -> AccountUpstream:
+    """conftest's upstream, as an AccountUpstream (overriding ``upstream`` also gives
     ``make_proxy`` an upstream that a FakeAccount can plug into)."""
-    fake = AccountUpstream(keys={KEY_ID: SECRET})
-    server = await aiohttp_server(fake.app())
-    fake.url = str(server.make_url("")).rstrip("/")
-    return fake
-
-
-@pytest.fixture
-def account(upstream: AccountUpstream) -> FakeAccount:
-    return FakeAccount(upstream)
+    return account_upstream
 
 
 @pytest.fixture

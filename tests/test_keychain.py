@@ -6,7 +6,9 @@ import asyncio
 import base64
 import subprocess
 import sys
+from collections.abc import Awaitable
 from pathlib import Path
+from typing import TypeVar
 
 import aiohttp
 import pytest
@@ -19,6 +21,8 @@ from test_rotation import key_of
 
 ALT_BACKEND = "keyrings.alt.file.PlaintextKeyring"
 DEVELOPER_KEY = "DEVKEY-0123456789"  # the fake account's
+T = TypeVar("T")
+LOGIN = b'{"query":"{ login { email } }"}'
 SECRET_FORMS = (SECRET_B64, SECRET_B64.rstrip("="), base64.urlsafe_b64encode(SECRET).decode())
 
 
@@ -73,6 +77,31 @@ def keychain_entry(env: dict[str, str], key_id: str) -> str | None:
 def holds_no_secret(path: Path) -> bool:
     text = path.read_text()
     return not any(form in text for form in SECRET_FORMS) and "R3_SECRET_ACCESS_KEY" not in text
+
+
+async def requests_during(url: str, job: Awaitable[T]) -> tuple[T, int, list[int]]:
+    """Send GraphQL requests through the proxy at ``url`` one after another while ``job``
+    runs: its result, how many were sent, and the statuses of those that failed."""
+    failures: list[int] = []
+    stop = asyncio.Event()
+
+    async def load() -> int:
+        sent = 0
+        async with aiohttp.ClientSession() as session:
+            while not stop.is_set():
+                async with session.post(url + "/graphql/v1", data=LOGIN) as got:
+                    await got.read()
+                    if got.status != 200:
+                        failures.append(got.status)
+                sent += 1
+        return sent
+
+    loader = asyncio.create_task(load())
+    try:
+        result = await job
+    finally:
+        stop.set()
+    return result, await loader, failures
 
 
 async def signed_by(proxy_url: str, upstream: AccountUpstream) -> str:
@@ -275,26 +304,11 @@ async def test_secret_service_end_to_end_import_serve_rotate_serve(
     credentials = tmp_path / ".remoteit" / "credentials"
     assert holds_no_secret(credentials)
     assert secret_service.passwords() == {KEY_ID: SECRET_B64}
-    failures: list[int] = []
     async with proxy_process("--listen", "127.0.0.1:0", env=env) as running:
         assert await signed_by(running.url, upstream) == KEY_ID
-        stop = asyncio.Event()
-
-        async def load() -> int:
-            done = 0
-            async with aiohttp.ClientSession() as session:
-                while not stop.is_set():
-                    async with session.get(running.url + "/graphql/v1") as got:
-                        await got.read()
-                        if got.status != 200:
-                            failures.append(got.status)
-                    done += 1
-            return done
-
-        loader = asyncio.create_task(load())
-        code, out, err = await cli(env, "rotate", "--grace", "2")
-        stop.set()
-        sent = await loader
+        (code, out, err), sent, failures = await requests_during(
+            running.url, cli(env, "rotate", "--grace", "2")
+        )
         assert code == 0, out + err
         new_key = next(k for k in account.keys if k != KEY_ID)
         assert await signed_by(running.url, upstream) == new_key

@@ -5,20 +5,17 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import aiohttp
 import pytest
 from conftest import KEY_ID, SECRET, SECRET_B64, write_credentials
 from fake_account import AccountUpstream, FakeAccount
 from test_cli import base_env, proxy_process
-from test_keychain import cli, signed_by
+from test_keychain import cli, requests_during, signed_by
 from test_rotation import credentials_text
 
 from proxy.commands.api import Account
 from proxy.config.resolve import resolve
 from proxy.errors import AccountError
 from proxy.keys.rotation import Rotation
-
-LOGIN = b'{"query":"{ login { email } }"}'
 
 
 @pytest.fixture
@@ -49,25 +46,10 @@ async def test_rotation_while_a_proxy_serves_fails_no_request(
     upstream: AccountUpstream, account: FakeAccount, credentials: Path, tmp_path: Path
 ) -> None:
     env = env_for(tmp_path, upstream, credentials)
-    failures: list[int] = []
     async with proxy_process("--listen", "127.0.0.1:0", env=env) as running:
-        stop = asyncio.Event()
-
-        async def load() -> int:
-            sent = 0
-            async with aiohttp.ClientSession() as session:
-                while not stop.is_set():
-                    async with session.post(running.url + "/graphql/v1", data=LOGIN) as got:
-                        await got.read()
-                        if got.status != 200:
-                            failures.append(got.status)
-                    sent += 1
-            return sent
-
-        loader = asyncio.create_task(load())
-        code, out, err = await cli(env, "rotate", "--grace", "2", "--delete-old")
-        stop.set()
-        sent = await loader
+        (code, out, err), sent, failures = await requests_during(
+            running.url, cli(env, "rotate", "--grace", "2", "--delete-old")
+        )
         assert code == 0, out + err
         new_key = next(key for key in account.keys if key != KEY_ID)
         assert await signed_by(running.url, upstream) == new_key
