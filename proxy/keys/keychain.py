@@ -39,11 +39,17 @@ _ERRORS = (Exception,)
 def backend_name() -> str:
     """The backend keyring picked (e.g. 'SecretService Keyring', 'macOS Keyring')."""
     try:
-        backend = _keyring().get_keyring()
-    except (RuntimeError, OSError):
+        backend = _first(_keyring().get_keyring())
+    except Exception:  # e.g. the Secret Service backend with no D-Bus session
         return "no usable backend"
     name = getattr(backend, "name", "") or type(backend).__name__
     return f"{name} ({type(backend).__module__}.{type(backend).__name__})"
+
+
+def _first(backend: Any) -> Any:
+    """The backend that stores: a chain of backends (keyring's ChainerBackend, when several
+    are usable) stores into its first one."""
+    return (getattr(backend, "backends", None) or [backend])[0]
 
 
 def _failure(exc: Exception, profile: str, doing: str) -> CredentialsError:
@@ -74,9 +80,7 @@ def _require_keychain(profile: str) -> None:
     keychain: keyrings.alt's, chosen when nothing better is there (a server, a container)."""
     keyring = _keyring()
     try:
-        backend = keyring.get_keyring()
-        # A chain of backends stores into its first one.
-        first = (getattr(backend, "backends", None) or [backend])[0]
+        first = _first(keyring.get_keyring())
         chosen = os.environ.get("PYTHON_KEYRING_BACKEND") or keyring.core.load_config()
     except Exception:  # the call that follows reports what is wrong
         return
