@@ -10,7 +10,8 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .config.commandline import COMMAND_OPTIONS, parse
+from .config.argv import parse
+from .config.commandline import COMMAND_OPTIONS
 from .config.options import CONFIG_OPTION, OPTIONS
 from .config.resolve import resolve
 from .config.settings import Settings

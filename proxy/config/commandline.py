@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import difflib
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -45,7 +42,7 @@ COMMAND_OPTIONS: dict[str, tuple[str, ...]] = {
 }
 STORES = ("file", "keychain")
 COMMANDS = tuple(COMMAND_OPTIONS)
-_BY_NAME = {option.name: option for option in OPTIONS}
+BY_NAME = {option.name: option for option in OPTIONS}
 
 CHECK_EPILOG = """exit codes:
   0  the API accepted the signed request
@@ -57,7 +54,7 @@ class UsageError(Exception):
     """The command line itself is wrong: an unknown command or option, a missing argument."""
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
     """argparse, but errors are raised for ``parse`` to word, not printed with the usage."""
 
     def error(self, message: str) -> NoReturn:
@@ -87,8 +84,8 @@ def _add_setting(group: argparse._ArgumentGroup, option: Option) -> None:
 
 
 def _command(
-    commands: argparse._SubParsersAction[_Parser], name: str, summary: str, description: str
-) -> _Parser:
+    commands: argparse._SubParsersAction[Parser], name: str, summary: str, description: str
+) -> Parser:
     parser = commands.add_parser(
         name,
         help=summary,
@@ -96,14 +93,14 @@ def _command(
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     group = parser.add_argument_group("settings")
-    for option in (CONFIG_OPTION, *(_BY_NAME[n] for n in COMMAND_OPTIONS[name])):
+    for option in (CONFIG_OPTION, *(BY_NAME[n] for n in COMMAND_OPTIONS[name])):
         _add_setting(group, option)
     return parser
 
 
-def build_parser() -> _Parser:
+def build_parser() -> Parser:
     """The parser of ``remoteit-proxy [COMMAND] [OPTIONS]``; each command has its own options."""
-    parser = _Parser(
+    parser = Parser(
         prog=PROG,
         description="Local proxy that signs requests to the Remote.It API with your access key.",
         epilog="Without a command, serve. Every setting can also be given as "
@@ -112,7 +109,7 @@ def build_parser() -> _Parser:
         "options of one command.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     _command(
         commands,
         "serve",
@@ -208,7 +205,7 @@ def build_parser() -> _Parser:
     return parser
 
 
-def _store_option(parser: _Parser) -> None:
+def _store_option(parser: Parser) -> None:
     parser.add_argument(
         "--store",
         choices=STORES,
@@ -225,60 +222,3 @@ def _seconds(text: str) -> float:
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more)")
     return value
-
-
-def _suggest(word: str, choices: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
-
-
-def _unknown_option(message: str, command: str, parser: _Parser) -> str | None:
-    """Word argparse's 'unrecognized arguments' with the nearest option of ``command``."""
-    prefix = "unrecognized arguments: "
-    if not message.startswith(prefix):
-        return None
-    word = message[len(prefix) :].split()[0]
-    if word in COMMANDS:  # "remoteit-proxy --config x.ini check": serve was implied
-        return f"put the command first: {PROG} {word} [OPTIONS]"
-    if not word.startswith("-"):
-        return f"unexpected argument '{word}' for {command}"
-    name = word.partition("=")[0]
-    if name.removeprefix("--") in _BY_NAME:
-        users = [c for c, names in COMMAND_OPTIONS.items() if name.removeprefix("--") in names]
-        return f"{command} has no option {name} (it is an option of {', '.join(users)})"
-    return f"{command} has no option {name}{_suggest(name, _options_of(parser, command))}"
-
-
-def _options_of(parser: _Parser, command: str) -> list[str]:
-    """The option strings of one command's own parser."""
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            sub = action.choices[command]
-            return [string for own in sub._actions for string in own.option_strings]
-    return []
-
-
-def parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    """Parse the command line; print a one-line reason and exit 2 when it is wrong."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0].startswith("-") and args[0] not in ("-h", "--help", "--version"):
-        args.insert(0, "serve")  # serve is the default command, options and all
-    elif args[0] not in (*COMMANDS, "-h", "--help", "--version"):
-        _exit(f"'{args[0]}' is not a command{_suggest(args[0], COMMANDS)}", None)
-    command = args[0] if args[0] in COMMANDS else None
-    parser = build_parser()
-    try:
-        return parser.parse_args(args)
-    except UsageError as exc:
-        message = str(exc)
-        worded = _unknown_option(message, command, parser) if command else None
-        _exit(worded or message, command)
-
-
-def _exit(message: str, command: str | None) -> NoReturn:
-    print(f"{PROG}: {message}", file=sys.stderr)
-    if command:
-        print(f"run '{PROG} {command} --help' for its options", file=sys.stderr)
-    else:
-        print(f"run '{PROG} --help' for the commands", file=sys.stderr)
-    sys.exit(EXIT_USAGE)
