@@ -88,9 +88,9 @@ async def test_path_and_query_reach_upstream_byte_for_byte(
     assert upstream.last().raw_path == target
 
 
-@pytest.mark.parametrize(
-    ("sent", "forwarded"), [("/trailing/?", "/trailing/"), ("/a?b=1#frag", "/a?b=1")]
-)
+# A fragment ("/a?b=1#frag") was dropped and the rest forwarded: it is now refused with 400
+# (test_hostile.py), as a request target carries none.
+@pytest.mark.parametrize(("sent", "forwarded"), [("/trailing/?", "/trailing/")])
 async def test_what_is_signed_is_what_is_sent(
     proxy: ProxyClient, upstream: FakeUpstream, sent: str, forwarded: str
 ) -> None:

@@ -6,7 +6,7 @@ import hmac
 import re
 from typing import TYPE_CHECKING
 
-from aiohttp import web
+from aiohttp import HttpVersion10, HttpVersion11, web
 
 from .responses import error_response
 
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _BEARER = "bearer "
 _DOT_SEGMENTS = frozenset({"..", ".%2e", "%2e.", "%2e%2e"})
+_VERSIONS = (HttpVersion10, HttpVersion11)
 
 
 def _presented_token(request: web.Request) -> bytes | None:
@@ -52,6 +53,12 @@ def _climbs(raw_path: str) -> bool:
 
 def admit(request: web.Request, state: ProxyState) -> Client | web.Response:
     """The client asking, or the answer refusing the request before anything is read."""
+    if request.version not in _VERSIONS:
+        # aiohttp's parser takes "HTTP/2.0" and HTTP/0.9's bare "GET /": neither is the
+        # HTTP/1.x this proxy speaks and forwards (RFC 9110 section 15.6.6).
+        return error_response(
+            505, "http_version_not_supported", "send the request as HTTP/1.1 (or HTTP/1.0)"
+        )
     if request.method == "CONNECT":
         response = error_response(
             405, "method_not_allowed", "CONNECT is not supported: this is not an open proxy"
@@ -63,6 +70,14 @@ def admit(request: web.Request, state: ProxyState) -> Client | web.Response:
         # parser already refuses them, its pure-Python fallback does not.)
         return error_response(
             400, "bad_request_target", "percent-encode non-ASCII characters in the path and query"
+        )
+    if "#" in request.raw_path:
+        # A request target carries no fragment (RFC 9112 section 3.2); aiohttp would drop it
+        # after the checks below looked at the path, so '/..#x' could leave a mount.
+        return error_response(
+            400,
+            "bad_request_target",
+            "a '#' is not allowed in a request target: leave the fragment out",
         )
     if not request.raw_path.startswith("/"):
         # Absolute-form ("GET http://other/ HTTP/1.1") or asterisk-form targets: this proxy
