@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from conftest import ProxyClient
 from fake_upstream import FakeUpstream
+from test_cli import base_env, proxy_process
+from test_rotation import wait_for
 
 
 async def exchange(proxy: ProxyClient, request: bytes) -> bytes:
@@ -56,3 +62,49 @@ async def test_request_lines_of_other_http_versions_are_refused(
     answer = await exchange(proxy, f"{line}\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
     assert status_and_code(answer) == expected, answer[:300]
     assert upstream.received == []
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes (POSIX)")
+@pytest.mark.parametrize("command", ["check", "serve"])
+async def test_a_fifo_at_the_credentials_path_is_refused_not_waited_on(
+    tmp_path: Path, command: str
+) -> None:
+    # Opening a FIFO for reading waits for a writer: forever, here.
+    fifo = tmp_path / "credentials"
+    os.mkfifo(fifo)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "proxy",
+        command,
+        "--credentials",
+        str(fifo),
+        env=base_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        _, err = await asyncio.wait_for(process.communicate(), 10)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 2
+    assert f"credentials file {fifo} is not a regular file" in err.decode()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes (POSIX)")
+async def test_a_credentials_file_replaced_by_a_fifo_is_reported_and_the_proxy_stops_in_time(
+    upstream: FakeUpstream, credentials_file: Path, tmp_path: Path
+) -> None:
+    args = ("--listen", "127.0.0.1:0", "--upstream", upstream.url)
+    env = base_env(tmp_path) | {"REMOTEIT_PROXY_CREDENTIALS": str(credentials_file)}
+    async with proxy_process(*args, env=env) as running:
+        credentials_file.unlink()
+        os.mkfifo(credentials_file)
+        await wait_for(lambda: any("is not a regular file" in line for line in running.lines))
+        reader, writer = await asyncio.open_connection(*running.url[7:].split(":"))
+        writer.write(b"GET /graphql/v1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert b" 200 " in await asyncio.wait_for(reader.readline(), 5)
+        writer.close()
+    # proxy_process sent SIGTERM and saw exit 0 within its 10 s: no thread stuck on the FIFO.

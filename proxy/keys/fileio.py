@@ -27,16 +27,26 @@ def read_limited(
     directory: str,
     too_big: str,
     error: type[ConfigError] = ConfigError,
+    regular: bool = False,
 ) -> tuple[bytes, os.stat_result]:
     """The bytes of ``path`` (at most ``limit``) and its status, both from the one open file.
 
     ``what`` names the file in messages ('credentials file PATH', '--developer-key-file PATH');
     ``missing``, ``directory`` and ``too_big`` are the fix for each case, after '; '. With
     ``missing`` None, FileNotFoundError is raised as it is: the caller expects that case.
+    ``regular``: refuse anything but a regular file (a FIFO would wait for a writer forever).
     """
     try:
-        with path.open("rb") as file:
-            data, status = file.read(limit + 1), os.fstat(file.fileno())
+        # O_NONBLOCK: opening a FIFO does not wait for a writer (the check below refuses it);
+        # it changes nothing for a regular file.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        with os.fdopen(fd, "rb") as file:
+            status = os.fstat(fd)
+            if stat.S_ISDIR(status.st_mode):
+                raise IsADirectoryError
+            if regular and not stat.S_ISREG(status.st_mode):
+                raise error(f"{what} is not a regular file (a pipe or a device?); {directory}")
+            data = file.read(limit + 1)
     except FileNotFoundError:
         if missing is None:
             raise

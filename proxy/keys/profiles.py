@@ -50,6 +50,7 @@ def read_text(path: Path) -> str:
         directory="point --credentials at the file",
         too_big=TOO_BIG,
         error=CredentialsError,
+        regular=True,
     )
     mode = status.st_mode
     if os.name == "posix" and stat.S_IMODE(mode) & 0o077:

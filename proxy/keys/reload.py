@@ -165,7 +165,8 @@ class CredentialsWatcher:
                     await wake
                 finally:
                     timer.cancel()
-                why, self._pending = self._pending or self._due(), None
+                # The file's status is looked at off the loop too: a slow file system.
+                why, self._pending = self._pending or await asyncio.to_thread(self._due), None
                 if why is not None:
                     await asyncio.to_thread(self.reload, why)
         finally:
