@@ -228,7 +228,7 @@ def test_load_credentials_reads_key_developer_key_and_expiration(
                 "R3_ACCESS_KEY_ID": KEY_A,
                 "R3_SECRET_ACCESS_KEY": base64.b64encode(SECRET_A).decode(),
                 "R3_DEVELOPER_API_KEY": DEVELOPER_KEY,
-                "Expiration": "2026-12-07T23:30:00+02:00",
+                "Expiration": "2036-12-07T23:30:00+02:00",
             }
         )
     )
@@ -240,7 +240,7 @@ def test_load_credentials_reads_key_developer_key_and_expiration(
         DEVELOPER_KEY,
     )
     assert (creds.store, creds.profile, creds.source) == ("process", "work", str(path))
-    assert creds.expires == 1796679000.0  # 2026-12-07T21:30:00Z
+    assert creds.expires == 2112298200.0  # 2036-12-07T21:30:00Z
     assert_no_secret(repr(creds), SECRET_A)
 
 
@@ -806,3 +806,16 @@ def test_a_command_that_cannot_be_run_is_named(tmp_path: Path, argv0: str, expec
     message = str(caught.value)
     assert message.startswith(f"{path}, profile [DEFAULT] credential_process: ")
     assert expected.format(tmp=tmp_path) in message
+
+
+def test_a_key_whose_expiration_has_passed_is_refused() -> None:
+    output = json.dumps(
+        {
+            "R3_ACCESS_KEY_ID": KEY_A,
+            "R3_SECRET_ACCESS_KEY": base64.b64encode(SECRET_A).decode(),
+            "Expiration": "2020-01-01T00:00:00.123456789Z",  # Go's 9 digits, read on 3.10 too
+        }
+    ).encode()
+    with pytest.raises(CredentialsError) as caught:
+        process.parse(output, "profile [work]")
+    assert "Expiration '2020-01-01T00:00:00.123456789Z' has passed" in str(caught.value)
