@@ -9,7 +9,8 @@ May import: proxy.errors.
 from __future__ import annotations
 
 from .dial import Dialer, Origin, OutboundProxy
-from .pool import Answer, Body, BodyStream, Pool
+from .pool import Answer, Pool
+from .sending import Body, BodyStream
 from .tunnel import Tunnel
 from .wire import Framing, Head, ParseError, request_head
 

@@ -9,14 +9,11 @@ from typing import cast
 
 from .failures import broken, malformed
 from .flow import WriteFlow
+from .leftover import rescue
 from .parser import ResponseParser
 from .timing import ReadTimer
-from .tunnel import Tunnel
+from .tunnel import HIGH_WATER, Tunnel
 from .wire import Head, ParseError
-
-# Reading from the upstream pauses while this much of a body waits for a slow client, so
-# memory stays bounded however fast the upstream sends.
-HIGH_WATER = 256 * 1024
 
 
 class State(Enum):
@@ -87,8 +84,10 @@ class Connection(ReadTimer, WriteFlow):
     def connection_lost(self, exc: Exception | None) -> None:
         parser = self._parser
         if parser is not None and not parser.done:
+            if exc is not None:  # a failed write drops what is still to read: read it first
+                rescue(self, self.transport)
             try:
-                if exc is not None:  # reset, not closed: whatever came is not the whole body
+                if exc is not None and not parser.done:  # reset: what came is not all the body
                     raise ParseError("connection reset")
                 parser.eof()  # the end of a body framed by the connection's close
             except ParseError:

@@ -15,6 +15,7 @@ from typing import cast
 
 from ..errors import UpstreamTimeout, UpstreamTLSError, UpstreamUnreachable
 from .connection import Connection
+from .leftover import guard
 from .wire import request_head
 
 DNS_TTL = 60.0
@@ -112,22 +113,39 @@ class Dialer:
         for index, address in enumerate(addresses):
             share = (deadline - loop.time()) / (len(addresses) - index)
             try:
-                await asyncio.wait_for(
-                    loop.create_connection(
-                        lambda: conn,
-                        address,
-                        port,
-                        ssl=tls,
-                        server_hostname=self.upstream.host if tls else None,
-                    ),
-                    share,
-                )
+                await asyncio.wait_for(self._connect(loop, conn, address, port, tls), share)
                 return
             except ssl.SSLError:
                 raise
             except (OSError, asyncio.TimeoutError) as exc:
                 error = exc
         raise error
+
+    async def _connect(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        conn: Connection,
+        address: str,
+        port: int,
+        tls: ssl.SSLContext | None,
+    ) -> None:
+        await loop.create_connection(lambda: conn, address, port)
+        if tls is not None:
+            await self._start_tls(loop, conn, tls)
+
+    async def _start_tls(
+        self, loop: asyncio.AbstractEventLoop, conn: Connection, tls: ssl.SSLContext
+    ) -> None:
+        """TLS over the connection, with a rescuer under it (``leftover.guard``): the TLS
+        layer is started over a connection of our own rather than by ``create_connection``,
+        so that the socket's transport is known."""
+        socket_transport = conn.transport
+        assert socket_transport is not None
+        transport = await loop.start_tls(
+            socket_transport, conn, tls, server_hostname=self.upstream.host
+        )
+        guard(socket_transport)
+        conn.transport = cast(asyncio.Transport, transport)
 
     async def _tunnel(
         self,
@@ -152,9 +170,7 @@ class Dialer:
                 f"the outbound proxy ({proxy.variable}) refused the tunnel to {target} "
                 f"({head.status}){hint}",
             )
-        assert conn.transport is not None
-        transport = await loop.start_tls(conn.transport, conn, tls, server_hostname=upstream.host)
-        conn.transport = cast(asyncio.Transport, transport)
+        await self._start_tls(loop, conn, tls)
 
     async def _resolve(self, loop: asyncio.AbstractEventLoop, host: str, port: int) -> list[str]:
         """The host's addresses, looked up at most once a minute (new connections come in

@@ -1,18 +1,16 @@
-"""The pool of keep-alive connections to the origin, and sending a request with its body."""
+"""The pool of keep-alive connections to the origin, and sending a request through it."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
-from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import Protocol
 
 from ..errors import UpstreamClosed, UpstreamError
 from .connection import Connection
 from .dial import Dialer
 from .failures import broken
+from .sending import Body, flush, stream
 from .tunnel import Tunnel
 from .wire import Head, request_head
 
@@ -22,15 +20,6 @@ KEEPALIVE = 15.0
 # Safe to send again when a reused connection turns out closed (RFC 9110 section 9.2.2).
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-
-
-class BodyStream(Protocol):
-    """A request body that arrives in pieces (aiohttp's StreamReader is one)."""
-
-    def iter_any(self) -> AsyncIterator[bytes]: ...
-
-
-Body = bytes | BodyStream | None
 
 
 class Answer:
@@ -93,8 +82,9 @@ class Pool:
         upstream, proxy = dialer.upstream, dialer.proxy
         self._where = upstream.name
         self._closed = False
-        self._idle: deque[Connection] = deque()
+        self._idle: deque[Connection] = deque()  # the longest idle first
         self._busy: set[Connection] = set()
+        self._sweeper: asyncio.TimerHandle | None = None  # armed while a connection is idle
         # Plain http through a forward proxy: absolute-form targets (RFC 9112 section 3.2.2).
         forward = proxy is not None and upstream.scheme == "http"
         self._target_prefix = upstream.url if forward else ""
@@ -152,11 +142,11 @@ class Pool:
             conn.begin(method, upgrade)
             try:
                 if body is not None and not isinstance(body, bytes):
-                    conn.writer = asyncio.create_task(_stream(conn, head, body, length))
+                    conn.writer = asyncio.create_task(stream(conn, head, body, length))
                 else:
                     conn.write(head + body if body else head)
                     if conn.backed_up:  # a large buffered body: sent once it has drained
-                        conn.writer = asyncio.create_task(_flush(conn))
+                        conn.writer = asyncio.create_task(flush(conn))
                     else:
                         conn.sent()
                 return Answer(self, conn, await conn.response())
@@ -184,10 +174,9 @@ class Pool:
         if self._closed or not conn.reset():
             conn.close()
             return
-        idle = self._idle
-        idle.append(conn)
-        while idle[0].idle_since < conn.idle_since - KEEPALIVE:
-            idle.popleft().close()
+        self._idle.append(conn)
+        if self._sweeper is None:
+            self._sweep()
 
     def hand_over(self, conn: Connection) -> Tunnel:
         """A connection that switched protocols leaves the pool: its new owner closes it."""
@@ -200,12 +189,31 @@ class Pool:
     def close(self) -> None:
         """Close every connection (at shutdown)."""
         self._closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for conn in (*self._idle, *self._busy):
             if conn.writer is not None:
                 conn.writer.cancel()
             conn.close()
         self._idle.clear()
         self._busy.clear()
+
+    def _sweep(self) -> None:
+        """Close the idle connections past their keep-alive, and come back when the next one
+        is due: the upstream (or a middlebox) drops them about then anyway, and until it does
+        they hold a socket at both ends. One timer a pool, set again when it fires; a request
+        pays for a check on release, and for the timer only when it had found nobody idle."""
+        self._sweeper = None
+        idle = self._idle
+        if not idle:
+            return  # all taken: the next release sets the timer again
+        loop = asyncio.get_running_loop()
+        expired = loop.time() - KEEPALIVE
+        while idle and idle[0].idle_since <= expired:
+            idle.popleft().close()
+        if idle:
+            self._sweeper = loop.call_at(idle[0].idle_since + KEEPALIVE, self._sweep)
 
     async def _acquire(self) -> tuple[Connection, bool]:
         idle = self._idle
@@ -218,32 +226,3 @@ class Pool:
         conn = await self._dialer.connect()
         self._busy.add(conn)
         return conn, False
-
-
-async def _stream(conn: Connection, head: bytes, body: BodyStream, length: int | None) -> None:
-    """Send the head, then the client's body as it arrives, while the answer is awaited."""
-    size = 0
-    try:
-        conn.write(head)
-        async for chunk in body.iter_any():
-            size += len(chunk)
-            conn.write(chunk if length is not None else b"%x\r\n%b\r\n" % (len(chunk), chunk))
-            await conn.drain()
-        if length is None:
-            conn.write(b"0\r\n\r\n")
-        elif size != length:
-            raise ConnectionResetError("the request body ended short of its Content-Length")
-        conn.sent()
-    except UpstreamError:
-        pass  # the connection failed: the reader of the answer reports it
-    except Exception as exc:
-        # The client's body broke off (it left mid-upload). Reset the upstream connection so
-        # that the upstream never sees a complete request.
-        conn.abort(ConnectionResetError(f"the client's request body broke off ({exc!r})"))
-
-
-async def _flush(conn: Connection) -> None:
-    """Wait until a body written whole has left, then start the wait for the answer."""
-    with contextlib.suppress(UpstreamError):  # the reader of the answer reports it
-        await conn.drain()
-        conn.sent()

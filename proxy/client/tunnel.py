@@ -9,7 +9,8 @@ from collections.abc import Iterable
 from .failures import broken
 from .flow import WriteFlow
 
-# Reading from the upstream pauses while this much waits for a slow reader on our side.
+# Reading from the upstream pauses while this much waits for a slow reader on our side (here,
+# and in an HTTP connection's body): memory stays bounded however fast the upstream sends.
 HIGH_WATER = 256 * 1024
 
 
