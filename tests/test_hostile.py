@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import subprocess
@@ -10,10 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ProxyClient
+from conftest import KEY_ID, ProxyClient, ProxyFactory
 from fake_upstream import FakeUpstream
 from test_cli import base_env, proxy_process
-from test_rotation import wait_for
+from test_rotation import key_of, wait_for
+
+from proxy.errors import CredentialsError
+from proxy.keys.credentials import load_credentials
 
 
 async def exchange(proxy: ProxyClient, request: bytes) -> bytes:
@@ -108,3 +112,46 @@ async def test_a_credentials_file_replaced_by_a_fifo_is_reported_and_the_proxy_s
         assert b" 200 " in await asyncio.wait_for(reader.readline(), 5)
         writer.close()
     # proxy_process sent SIGTERM and saw exit 0 within its 10 s: no thread stuck on the FIFO.
+
+
+async def test_a_credentials_file_read_half_written_is_not_used(
+    make_proxy: ProxyFactory, upstream: FakeUpstream, credentials_file: Path
+) -> None:
+    # A file rewritten in place by a writer that stalls: the new secret cut short is still
+    # valid base64 and long enough, and stays so for a while. The API refuses it: the proxy
+    # must keep the old key until the file holds the whole new one.
+    new_key, new_secret = "HALFWRITTENKEY000001", os.urandom(32)
+    upstream.keys[new_key] = new_secret
+    encoded = base64.b64encode(new_secret).decode()
+    client = await make_proxy(reload_interval=0.05)
+    with credentials_file.open("r+") as file:
+        file.truncate(0)
+        file.write(f"[DEFAULT]\nR3_ACCESS_KEY_ID={new_key}\nR3_SECRET_ACCESS_KEY={encoded[:24]}")
+        file.flush()
+        statuses = []
+        for _ in range(20):  # a second of requests while the file stays half written
+            async with client.get("/graphql/v1") as response:
+                statuses.append(response.status)
+            await asyncio.sleep(0.05)
+        meanwhile = list(upstream.received)
+        file.write(encoded[24:] + "\n")
+    assert statuses == [200] * 20
+    # What was forwarded went out with the old key; the cut-short key was only tried (and
+    # refused) by the proxy's own check.
+    forwarded = [r for r in meanwhile if r.raw_path == "/graphql/v1" and r.method == "GET"]
+    assert len(forwarded) == 20
+    assert {key_of(r.header("Authorization")) for r in forwarded} == {KEY_ID}
+    assert any(not r.verified and r.method == "POST" for r in meanwhile)
+    await wait_for(lambda: client.service.watcher.current.access_key_id == new_key)
+    async with client.get("/graphql/v1") as response:
+        assert response.status == 200
+    assert key_of(upstream.last().header("Authorization")) == new_key
+
+
+async def test_a_secret_too_short_to_be_real_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "credentials"
+    path.write_text(f"[DEFAULT]\nR3_ACCESS_KEY_ID={KEY_ID}\nR3_SECRET_ACCESS_KEY=c2V\n")
+    path.chmod(0o600)
+    with pytest.raises(CredentialsError) as caught:
+        load_credentials(path, "DEFAULT", {})
+    assert "is too short to be a secret access key (2 bytes" in str(caught.value)

@@ -40,19 +40,19 @@ EXISTING = (
     b"# my Remote.It keys\r\n"
     b"[work]\r\n"
     b"r3_access_key_id = WORKKEY\r\n"
-    b"R3_SECRET_ACCESS_KEY=AAAA\r\n"
+    b"R3_SECRET_ACCESS_KEY=AAAAAAAAAAAAAAAAAAAAAAAA\r\n"
     b"\r\n"
     b"; the old one\r\n"
     b"[DEFAULT]\r\n"
     b"# old@example.com\r\n"
     b"R3_ACCESS_KEY_ID=" + OTHER_KEY_ID.encode() + b"\r\n"
-    b"R3_SECRET_ACCESS_KEY=AAAA\r\n"
+    b"R3_SECRET_ACCESS_KEY=AAAAAAAAAAAAAAAAAAAAAAAA\r\n"
     b"R3_DEVELOPER_API_KEY=OLD-DEVKEY\r\n"
     b"\r\n"
     b"# personal\r\n"
     b"[personal]\r\n"
     b"R3_ACCESS_KEY_ID=PERSONAL\r\n"
-    b"R3_SECRET_ACCESS_KEY=AAAA"
+    b"R3_SECRET_ACCESS_KEY=AAAAAAAAAAAAAAAAAAAAAAAA"
 )
 OLD_DEFAULT_START = EXISTING.index(b"[DEFAULT]")
 OLD_DEFAULT_END = EXISTING.index(b"\r\n\r\n# personal") + 2

@@ -7,8 +7,9 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
+from typing import Any
 
 from ..errors import CredentialsError
 from .credentials import ENVIRONMENT, PROCESS, Credentials, load_credentials
@@ -18,6 +19,8 @@ log = logging.getLogger("proxy.reload")  # the name log lines have always had
 Stamp = tuple[int, int, int] | None
 EXPIRY_MARGIN = 300.0  # a command's key is renewed this long before it expires
 RETRY_AFTER = 10.0  # after a failed renewal of an expiring key, the next try
+SETTLE = 0.2  # a changed file is read again this much later; it must read the same
+VERIFY_TIMEOUT = 30.0
 
 
 def _stamp(path: Path) -> Stamp:
@@ -57,6 +60,10 @@ class CredentialsWatcher:
         self._refused: tuple[str, bytes] | None = None  # the key a refusal already re-ran for
         self._refused_at = -RETRY_AFTER
         self._retry_at = 0.0  # after a failed refresh of an expiring key, not before this
+        self._loop: asyncio.AbstractEventLoop | None = None  # run()'s, for verify
+        self.settle = SETTLE
+        # Asks the API with a key: True accepted, False refused, None could not tell.
+        self.verify: Callable[[Credentials], Coroutine[Any, Any, bool | None]] | None = None
 
     @property
     def watches_file(self) -> bool:
@@ -116,7 +123,8 @@ class CredentialsWatcher:
             log.info("credentials come from the environment; nothing to reload")
             return False
         try:
-            new = load_credentials(self._path, self._profile, self._environ)
+            new = self._settled()
+            self._accepted(new)
         except Exception as exc:  # whatever went wrong, the key in use stays, and so does run()
             self.results["error"] += 1
             self._retry_at = time.time() + RETRY_AFTER
@@ -149,13 +157,49 @@ class CredentialsWatcher:
             )
         return True
 
+    def _settled(self) -> Credentials:
+        """The credentials, once the file has stopped changing: read twice, SETTLE apart
+        (a file rewritten in place can be read half written, and still parse)."""
+        new = load_credentials(self._path, self._profile, self._environ)
+        if new.store == PROCESS or self.settle <= 0:  # a command's output is whole
+            return new
+        before = _stamp(self._path)
+        time.sleep(self.settle)  # off the event loop: reloads run in a thread
+        if (
+            _stamp(self._path) != before
+            or load_credentials(self._path, self._profile, self._environ) != new
+        ):
+            raise CredentialsError(f"{self._path} is still being written; trying again")
+        return new
+
+    def _accepted(self, new: Credentials) -> None:
+        """When the key changes and the proxy can ask the API, the API must accept the new
+        key before it is used (not a refusal: an unreachable API keeps the old behaviour)."""
+        current = self.current
+        changed = (new.access_key_id, new.secret) != (current.access_key_id, current.secret)
+        # A command's output comes whole: only a file can be caught half written.
+        if not changed or new.store == PROCESS or self.verify is None or self._loop is None:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # in a thread: the loop can run the check
+            pass
+        else:
+            return  # on the loop itself (a reload before run() started): cannot wait for it
+        check = asyncio.run_coroutine_threadsafe(self.verify(new), self._loop)
+        if check.result(timeout=VERIFY_TIMEOUT) is False:
+            raise CredentialsError(
+                f"{self._path}, profile [{new.profile}]: the API refused a request signed "
+                f"with the new key {new.masked_key_id}; it is not used"
+            )
+
     async def run(self, interval: float = 1.0) -> None:
         """Look at the file (and the key's expiry) at most once per ``interval`` seconds, and
         reload at once when asked, until cancelled. Loading runs in a thread: reading the
         keychain or running a command must not hold up requests."""
         if not self.watches_file:
             return
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         try:
             while True:
                 # A future and a timer, not wait_for: no task is left behind between looks.

@@ -13,6 +13,9 @@ from .profiles import ACCESS_KEY_ID, DEVELOPER_API_KEY, SECRET_ACCESS_KEY
 # backslash, which would break the quoted-string in the Authorization header.
 _TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
 _FORBIDDEN_IN_KEY_ID = frozenset('"\\')
+# The account page's secrets decode to 30 bytes or more; an HMAC key under 16 bytes (128
+# bits) is no real secret, but a file read while being written ('c2V' is valid base64).
+MIN_SECRET_BYTES = 16
 _URLSAFE_TO_STANDARD = str.maketrans("-_", "+/")
 _BASE64_CHARS = re.compile(r"[A-Za-z0-9+/=]*")
 # The values the README and the deploy examples show: placeholders, not secrets, so a message
@@ -80,6 +83,12 @@ def _secret(value: str, ini: bool) -> bytes | str:
         return (
             f"{SECRET_ACCESS_KEY} is not valid base64: part of it is missing or its '=' padding "
             f"is misplaced; copy the whole secret access key again {_FROM_THE_CSV}"
+        )
+    if len(secret) < MIN_SECRET_BYTES:
+        return (
+            f"{SECRET_ACCESS_KEY} is too short to be a secret access key ({len(secret)} bytes; "
+            f"real ones are longer): it was cut off (a file being written?); copy the whole "
+            f"secret access key again {_FROM_THE_CSV}"
         )
     return secret
 

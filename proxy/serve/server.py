@@ -26,6 +26,7 @@ from .clients import Clients
 from .pools import create_pool
 from .protocol import ProxyServer
 from .state import ProxyState
+from .verify import verifier
 
 log = logging.getLogger("proxy.server")  # the name log lines have always had
 BACKLOG = 1024
@@ -151,6 +152,7 @@ class ProxyService:
             await self.stop()
             raise
         for watcher in self.clients.watchers.values():
+            watcher.verify = verifier(self.state)  # a changed key is used once the API takes it
             self._tasks.append(asyncio.create_task(watcher.run(self._reload_interval)))
         if listen.unix is not None:
             self.addresses = [f"unix:{listen.unix}"]
