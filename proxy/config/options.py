@@ -11,6 +11,7 @@ from ..signing import DEFAULT_SIGNED_HEADERS
 from .addresses import parse_listen, parse_upstream
 from .values import (
     parse_bool,
+    parse_count_or_auto,
     parse_graphql_paths,
     parse_log_format,
     parse_log_level,
@@ -63,6 +64,23 @@ OPTIONS: tuple[Option, ...] = (
     Option("log-level", "info", "debug, info, warning or error", parse_log_level, "LEVEL"),
     Option("connect-timeout", "10", "seconds to connect to the upstream", parse_seconds, "S"),
     Option("read-timeout", "60", "seconds to wait for each upstream read", parse_seconds, "S"),
+    Option(
+        "header-timeout", "10", "seconds a client has to send a request head", parse_seconds, "S"
+    ),
+    Option(
+        "client-timeout",
+        "60",
+        "close a client connection this long without progress",
+        parse_seconds,
+        "S",
+    ),
+    Option(
+        "max-connections",
+        "auto",
+        "client connections open at once (auto: from the descriptor limit)",
+        parse_count_or_auto,
+        "N",
+    ),
     Option("token", None, "clients must send Authorization: Bearer TOKEN", parse_token, "TOKEN"),
     Option("token-file", None, "read the token from this file", parse_path, "PATH"),
     Option(

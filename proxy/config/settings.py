@@ -24,6 +24,9 @@ class Settings:
     log_level: str
     connect_timeout: float
     read_timeout: float
+    header_timeout: float = 10.0
+    client_timeout: float = 60.0
+    max_connections: int | None = None  # None: from the descriptor limit at start
     token: str | None = field(default=None, repr=False)
     token_file: Path | None = None
     allow_unauthenticated: bool = False

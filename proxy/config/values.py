@@ -37,6 +37,15 @@ def parse_seconds_or_off(value: str, origin: str) -> float | None:
         ) from None
 
 
+def parse_count_or_auto(value: str, origin: str) -> int | None:
+    """A whole number from 1 up, or ``auto`` (None): the caller works the number out."""
+    if value.lower() == "auto":
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"{origin}: {value!r} is not a number from 1 up, or auto")
+    return int(value)
+
+
 def parse_log_level(value: str, origin: str) -> str:
     if value.lower() not in LOG_LEVELS:
         raise ConfigError(f"{origin}: {value!r} is not one of {', '.join(LOG_LEVELS)}")

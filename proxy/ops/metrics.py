@@ -16,6 +16,8 @@ from prometheus_client.registry import Collector
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# Why the proxy closed a slow client's connection: its head (408), its body, or its answer.
+TIMEOUT_REASONS = ("header", "body", "answer")
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -55,6 +57,12 @@ class Metrics(Collector):
         self.refusals: dict[tuple[str, str], int] = {}  # (client, rule): bounded, from config
         self.duration = _Histogram()
         self.upstream_duration = _Histogram()
+        # Client connections: set and counted by serve/limits.py, per connection, never per request.
+        self.open_connections = 0
+        self.max_connections = 0
+        self.connections_refused = 0
+        self.descriptor_limit_hits = 0
+        self.client_timeouts = dict.fromkeys(TIMEOUT_REASONS, 0)
         self.registry = CollectorRegistry()
         self.registry.register(self)
 
@@ -74,6 +82,10 @@ class Metrics(Collector):
         """A request the policy refused: ``client`` is a configured name, ``reason`` a rule."""
         key = (client, reason)
         self.refusals[key] = self.refusals.get(key, 0) + 1
+
+    def client_timeout(self, reason: str) -> None:
+        """A slow client's connection closed: ``reason`` is one of TIMEOUT_REASONS."""
+        self.client_timeouts[reason] += 1
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(
@@ -114,11 +126,42 @@ class Metrics(Collector):
         for result in ("success", "error"):
             reloads.add_metric([result], self._reloads().get(result, 0))
         yield reloads
+        yield from self._connections()
         yield GaugeMetricFamily(
             "remoteit_proxy_clock_offset_seconds",
             "This machine's clock minus the API's (positive: ahead), from its Date headers",
             value=self._offset(),
         )
+
+    def _connections(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "remoteit_proxy_open_connections",
+            "Client connections open",
+            value=self.open_connections,
+        )
+        yield GaugeMetricFamily(
+            "remoteit_proxy_max_connections",
+            "The cap on client connections (--max-connections); a few more answer /-/ only",
+            value=self.max_connections,
+        )
+        yield CounterMetricFamily(
+            "remoteit_proxy_connections_refused",
+            "Client connections closed unserved because the cap was reached",
+            value=self.connections_refused,
+        )
+        yield CounterMetricFamily(
+            "remoteit_proxy_descriptor_limit_hits",
+            "Connections the proxy failed to accept for lack of file descriptors",
+            value=self.descriptor_limit_hits,
+        )
+        timeouts = CounterMetricFamily(
+            "remoteit_proxy_client_timeouts",
+            "Client connections closed for want of progress: in the header, body or answer",
+            labels=["reason"],
+        )
+        for reason, count in self.client_timeouts.items():
+            timeouts.add_metric([reason], count)
+        yield timeouts
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

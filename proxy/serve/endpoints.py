@@ -65,6 +65,11 @@ def metrics(state: ProxyState) -> web.Response:
 ROUTES = {"health": health, "ready": ready, "metrics": metrics}
 
 
+def is_endpoint(raw_path: str) -> bool:
+    """Whether a request is for one of the proxy's own endpoints (not a named upstream's)."""
+    return raw_path.startswith(PREFIX) and raw_path[len(PREFIX) :].partition("?")[0] in ROUTES
+
+
 def answer(request: web.Request, state: ProxyState) -> web.Response:
     """Answer a ``/-/`` request; these are never forwarded and need no token."""
     name = request.raw_path[len(PREFIX) :].partition("?")[0]

@@ -1,4 +1,4 @@
-"""aiohttp's server as the proxy needs it: its own errors as JSON, no added fields, sockets."""
+"""aiohttp's server as the proxy needs it: its own errors as JSON, no added fields, limits."""
 
 from __future__ import annotations
 
@@ -9,13 +9,16 @@ from typing import Any
 from aiohttp import http_exceptions, web
 from aiohttp.web_protocol import RequestHandler
 
+from .deadlines import WatchedHandler
+from .endpoints import is_endpoint
+from .limits import Limits
 from .responses import drop_added_fields, error_response
 from .websocket import ClientBytes
 
 log = logging.getLogger("proxy.protocol")  # the name log lines have always had
 
 
-class JSONErrorHandler(RequestHandler):
+class JSONErrorHandler(WatchedHandler):
     """aiohttp's connection handler, answering its own errors (bad requests) as short JSON.
 
     The default text answer and log line quote the offending bytes, which may hold a token.
@@ -65,10 +68,49 @@ class ProxyRequest(web.BaseRequest):
 
 
 class ProxyServer(web.Server):
+    """aiohttp's server with the proxy's handler, its limits, and a reserve for /-/ requests."""
+
+    def __init__(self, handler: Any, *, limits: Limits, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.limits = limits
+
     def __call__(self) -> RequestHandler:
-        return JSONErrorHandler(self, loop=self._loop, **self._kwargs)
+        return JSONErrorHandler(self, limits=self.limits, loop=self._loop, **self._kwargs)
+
+    def connection_made(self, handler: RequestHandler, transport: Any) -> None:
+        super().connection_made(handler, transport)
+        assert isinstance(handler, WatchedHandler)
+        if self.limits.opened(handler):
+            # Over the cap: this connection's request is looked at before it is handled.
+            handler._request_handler = self._reserved
+
+    def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
+        super().connection_lost(handler, exc)
+        assert isinstance(handler, WatchedHandler)
+        self.limits.closed(handler)
 
     def _make_request(
         self, message: Any, payload: Any, protocol: Any, writer: Any, task: Any
     ) -> web.BaseRequest:
+        protocol.request_started(payload)
         return ProxyRequest(message, payload, protocol, writer, task, self._loop)
+
+    async def _reserved(self, request: web.BaseRequest) -> web.StreamResponse:
+        """A request on a connection over the cap: the proxy's own endpoints are answered (the
+        health check an operator needs most then), others refused; either way it is closed."""
+        protocol = request.protocol
+        assert isinstance(protocol, WatchedHandler)
+        self.limits.reserve.pop(protocol, None)  # being answered: no longer the oldest to close
+        if is_endpoint(request.raw_path):
+            response = await self.request_handler(request)
+        else:
+            self.limits.refused()
+            response = error_response(
+                503,
+                "too_many_connections",
+                f"the proxy already has {self.limits.max_connections} client connections "
+                "open, the most --max-connections allows; retry later",
+            )
+            response.headers["Retry-After"] = "1"
+        response.force_close()
+        return response

@@ -23,6 +23,7 @@ from ..ops.clock import ClockSkew
 from ..ops.metrics import Metrics
 from .app import handle
 from .clients import Clients
+from .limits import DescriptorWatch, Limits
 from .pools import create_pool
 from .protocol import ProxyServer
 from .state import ProxyState
@@ -99,6 +100,8 @@ class ProxyService:
         self.state = ProxyState(
             settings=settings, clients=self.clients, skew=self.skew, metrics=self.metrics
         )
+        self.limits = Limits(settings, self.metrics)
+        self._descriptors: DescriptorWatch | None = None
         self._environ = environ
         self._reload_interval = reload_interval
         self._reuse_port = reuse_port
@@ -121,8 +124,14 @@ class ProxyService:
             from ..policy import graphql  # noqa: F401
         # auto_decompress off: a compressed body goes on as it came, with its Content-Encoding
         # (aiohttp would otherwise hand over the plain bytes under the coding's name).
+        # aiohttp's keep-alive timer closes a connection idle between requests (also one whose
+        # first head is late: hence not before the head's own deadline, which answers 408).
         server = ProxyServer(
-            functools.partial(handle, self.state), access_log=None, auto_decompress=False
+            functools.partial(handle, self.state),
+            limits=self.limits,
+            access_log=None,
+            auto_decompress=False,
+            keepalive_timeout=max(self.settings.client_timeout, self.settings.header_timeout),
         )
         self._runner = web.ServerRunner(server, shutdown_timeout=self.settings.shutdown_timeout)
         await self._runner.setup()
@@ -151,6 +160,15 @@ class ProxyService:
         except ListenError:
             await self.stop()
             raise
+        # The listening sockets, to know the loop's reports about them (aiohttp keeps them in
+        # its sites' servers without a public name).
+        listeners = [
+            sock.fileno()
+            for site in self._runner.sites
+            for sock in getattr(getattr(site, "_server", None), "sockets", ())
+        ]
+        self._descriptors = DescriptorWatch(self.limits, asyncio.get_running_loop(), listeners)
+        log.debug("at most %d client connections", self.limits.max_connections)
         for watcher in self.clients.watchers.values():
             watcher.verify = verifier(self.state)  # a changed key is used once the API takes it
             self._tasks.append(asyncio.create_task(watcher.run(self._reload_interval)))
@@ -172,6 +190,9 @@ class ProxyService:
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish (up to the shutdown timeout), close."""
         self.state.draining = True
+        if self._descriptors is not None:
+            self._descriptors.remove()
+            self._descriptors = None
         closer = asyncio.ensure_future(self._end_websockets())
         try:
             if self._runner is not None:
