@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import time
 from collections.abc import Mapping
@@ -17,9 +16,8 @@ from ..errors import AccountError, UpstreamError
 from ..keys.credentials import Credentials
 from ..keys.rotation import KeyInfo
 from ..ops.clock import ClockSkew
-from ..serve.outgoing import own_lines, signed_headers
+from ..serve.outgoing import graphql_post
 from ..serve.pools import create_pool
-from ..signing import DEFAULT_CONTENT_TYPE
 
 LIST_KEYS = "{ login { email accessKeys { key enabled created lastUsed } } }"
 DEVELOPER_KEY = "{ login { apiKey { key } } }"
@@ -67,22 +65,9 @@ class Account:
         return reply
 
     async def _post(self, creds: Credentials, body: bytes) -> Reply:
-        upstream = self.settings.upstream
-        target = upstream.prefix + "/graphql/v1"
-        headers = signed_headers(
-            self.settings,
-            creds,
-            scheme=upstream.scheme,
-            authority=upstream.authority,
-            method="POST",
-            target=target,
-            content_type=DEFAULT_CONTENT_TYPE,
-            now=self.skew.now(),
-            length=len(body),
-            sha256=hashlib.sha256(body).digest(),
-        )
+        target, lines = graphql_post(self.settings, creds, body, self.skew.now())
         sent, started = self.skew.clock(), time.perf_counter()
-        async with await self._pool.request("POST", target, own_lines(headers), body) as answer:
+        async with await self._pool.request("POST", target, lines, body) as answer:
             data = b""
             while chunk := await answer.read():
                 data += chunk

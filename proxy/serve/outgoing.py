@@ -200,3 +200,25 @@ def own_lines(headers: dict[str, str]) -> list[bytes]:
         for name, value in headers.items()
         if name != "Content-Length"
     ]
+
+
+def graphql_post(
+    settings: Settings, creds: Credentials, body: bytes, now: float
+) -> tuple[str, list[bytes]]:
+    """The target and header lines of the proxy's own GraphQL POST (a login to check a key,
+    the account's calls), signed with ``creds`` as any request is."""
+    upstream = settings.upstream
+    target = upstream.prefix + "/graphql/v1"
+    headers = signed_headers(
+        settings,
+        creds,
+        scheme=upstream.scheme,
+        authority=upstream.authority,
+        method="POST",
+        target=target,
+        content_type=DEFAULT_CONTENT_TYPE,
+        now=now,
+        length=len(body),
+        sha256=hashlib.sha256(body).digest(),
+    )
+    return target, own_lines(headers)

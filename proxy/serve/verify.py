@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UpstreamError
-from ..signing import DEFAULT_CONTENT_TYPE
-from .outgoing import own_lines, signed_headers
+from .outgoing import graphql_post
 
 if TYPE_CHECKING:
     from ..keys.credentials import Credentials
@@ -27,22 +25,9 @@ def verifier(state: ProxyState) -> Verify:
         pool, settings = state.pool, state.settings
         if pool is None:
             return None
-        upstream = settings.upstream
-        target = upstream.prefix + "/graphql/v1"
-        headers = signed_headers(
-            settings,
-            creds,
-            scheme=upstream.scheme,
-            authority=upstream.authority,
-            method="POST",
-            target=target,
-            content_type=DEFAULT_CONTENT_TYPE,
-            now=state.skew.now(),
-            length=len(LOGIN),
-            sha256=hashlib.sha256(LOGIN).digest(),
-        )
+        target, lines = graphql_post(settings, creds, LOGIN, state.skew.now())
         try:
-            async with await pool.request("POST", target, own_lines(headers), LOGIN) as answer:
+            async with await pool.request("POST", target, lines, LOGIN) as answer:
                 while await answer.read():
                     pass
         except UpstreamError:
