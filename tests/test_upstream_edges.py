@@ -154,6 +154,12 @@ async def test_a_partial_answer_before_a_reset_is_never_passed_on_as_complete(
 # --- idle connections closed when their keep-alive runs out -----------------------------------
 
 
+def pool_to(port: int) -> Pool:
+    """A pool of the project's client for a plain upstream on this machine's ``port``."""
+    origin = Origin("http", "127.0.0.1", port, f"http://127.0.0.1:{port}", "the test upstream")
+    return Pool(Dialer(origin, tls=None, proxy=None, connect_timeout=5.0, read_timeout=5.0))
+
+
 async def test_an_idle_connection_is_closed_when_its_keepalive_runs_out(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -172,10 +178,7 @@ async def test_an_idle_connection_is_closed_when_its_keepalive_runs_out(
         writer.close()
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    origin = Origin("http", "127.0.0.1", port, f"http://127.0.0.1:{port}", "the test upstream")
-    dialer = Dialer(origin, tls=None, proxy=None, connect_timeout=5.0, read_timeout=5.0)
-    pool = Pool(dialer)
+    pool = pool_to(server.sockets[0].getsockname()[1])
     async with server:
         try:
             async with await pool.request("GET", "/", [b"Host: upstream"], None) as answer:
@@ -208,10 +211,7 @@ async def test_a_closed_pool_leaves_no_timer_behind(monkeypatch: pytest.MonkeyPa
         writer.close()
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    origin = Origin("http", "127.0.0.1", port, f"http://127.0.0.1:{port}", "the test upstream")
-    dialer = Dialer(origin, tls=None, proxy=None, connect_timeout=5.0, read_timeout=5.0)
-    pool = Pool(dialer)
+    pool = pool_to(server.sockets[0].getsockname()[1])
     async with server:
         async with await pool.request("GET", "/", [b"Host: upstream"], None):
             pass

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ..errors import AccountError, ConfigError, ProxyError
-from .credentials import ENVIRONMENT, PROCESS, Credentials, load_credentials
+from .credentials import ENVIRONMENT, FILE, PROCESS, Credentials, load_credentials
 from .credfile import CredentialsFile, Profile
 from .profiles import ACCESS_KEY_ID, DEVELOPER_API_KEY
 from .store import forget_old, store_of, write_key
@@ -62,7 +62,7 @@ class Rotation:
         values = file.profiles[name]
         self._alone(file, name, old)
         email = await self.api.email(old)
-        where = "the OS keychain" if store_of(values) != "file" else str(self.path)
+        where = "the OS keychain" if store_of(values) != FILE else str(self.path)
         self.say(f"Rotating profile [{name}] of {email}: key {old.masked_key_id} (in {where}).")
         self._room(old, await self.api.keys(old))
         key_id, secret = await self.api.create_key(old)
