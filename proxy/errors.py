@@ -32,6 +32,9 @@ class UpstreamError(ProxyError):
 
     status = 502
     code = "upstream_error"
+    # Whether any byte of an answer had arrived when it failed (set by the pool): before one,
+    # a safe request may be sent again.
+    answered = False
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

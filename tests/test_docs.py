@@ -100,3 +100,14 @@ def test_example_upstream_section_uncommented_is_a_working_upstream(tmp_path: Pa
     (events,) = resolve({"config": str(config)}, {}).upstreams
     assert str(events.upstream) == "https://ws.remote.it"
     assert events.mounts == ("/-/to/events", "/events") and events.scheme == "rfc9421"
+
+
+def test_every_metric_is_documented() -> None:
+    from proxy.ops.metrics import Metrics
+
+    documented = (ROOT / "docs" / "metrics.md").read_text()
+    families = list(Metrics(lambda: {}, lambda: 0).collect())
+    assert len(families) >= 17
+    for family in families:
+        suffix = "_total" if family.type == "counter" else ""
+        assert f"`{family.name}{suffix}" in documented, family.name

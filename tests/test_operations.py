@@ -12,7 +12,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
-from email.utils import formatdate
+from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -536,13 +536,23 @@ async def test_clock_skew_is_corrected_after_the_first_answer(
     assert_no_leak(logs.text)
 
 
-async def test_the_refusal_that_starts_correction_names_the_clock(
+async def test_the_first_request_on_a_skewed_machine_is_repaired_and_answered(
     make_proxy: ProxyFactory, upstream: FakeUpstream, logs: pytest.LogCaptureFixture
 ) -> None:
+    # Before the clock self-repair, the first request after start was refused 401.
     skew_upstream(upstream, 120)
-    client = await make_proxy()
-    assert await statuses(client, 2) == [401, 200]
-    assert "clock" in access_lines(logs)[0]["hint"].split("; ")[0]
+    client = await make_proxy(retries="0")  # the repair is not a retry: it works without them
+    assert await statuses(client, 2) == [200, 200]
+    first, second = access_lines(logs)
+    assert "attempts=2" in first["line"] and "attempts=" not in second["line"]
+    # Sent twice, each signed on its own: the Date of the resend is the API's time.
+    refused, repaired = upstream.received[:2]
+    assert (refused.verified, refused.reason, repaired.verified) == (False, "stale date", True)
+    assert (
+        abs(parsedate_to_datetime(repaired.header("Date") or "").timestamp() - upstream.clock()) < 3
+    )
+    assert value(await scrape(client), "remoteit_proxy_upstream_retries_total", reason="clock") == 1
+    assert len(upstream.received) == 3
 
 
 async def test_correction_stops_when_the_upstream_clock_is_right_again(

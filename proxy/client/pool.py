@@ -151,9 +151,10 @@ class Pool:
                         conn.sent()
                 return Answer(self, conn, await conn.response())
             except UpstreamError as exc:
+                exc.answered = conn.received
                 self.release(conn)
                 # A kept connection the upstream closed as we sent, unanswered: a new one.
-                if isinstance(exc, UpstreamClosed) and reused and replayable and not conn.received:
+                if isinstance(exc, UpstreamClosed) and reused and replayable and not exc.answered:
                     continue
                 raise
             except BaseException:

@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..policy.bucket import Rate
 from ..policy.rules import ANY, OPERATION_TYPES, Policy, RestRule
 from .upstreams import UPSTREAM_KEYS, UPSTREAM_PREFIX
-from .values import parse_bool, parse_token
+from .values import parse_bool, parse_count_or_auto, parse_rate, parse_token, with_burst
 
 CONFIG_SECTION = "proxy"
 CLIENT_PREFIX = "client."
@@ -23,6 +24,8 @@ CLIENT_KEYS = frozenset(
         "read_only",
         "rest",
         "allow_user_header",
+        "rate_limit",
+        "burst",
         *(f"graphql_{kind}" for kind in OPERATION_TYPES),
     }
 )
@@ -39,6 +42,7 @@ class ClientConfig:
     token: str = field(repr=False)
     profile: str
     policy: Policy
+    rate: Rate | None = None  # None: the proxy's --rate-limit, if any
 
 
 @dataclass(frozen=True)
@@ -179,7 +183,14 @@ def parse_client(
             section.get("allow_user_header", "false").strip(), f"{where} allow_user_header"
         ),
     )
-    return ClientConfig(name, token, section.get("profile", profile).strip() or profile, policy)
+    rate = None
+    if "rate_limit" in section:
+        rate = parse_rate(section["rate_limit"].strip(), f"{where} rate_limit")
+    if "burst" in section:
+        burst = parse_count_or_auto(section["burst"].strip(), f"{where} burst")
+        rate = with_burst(rate, burst, f"{where} burst")
+    chosen = section.get("profile", profile).strip() or profile
+    return ClientConfig(name, token, chosen, policy, rate)
 
 
 def _fields(value: str, origin: str) -> frozenset[str]:

@@ -12,11 +12,14 @@ from .addresses import parse_listen, parse_upstream
 from .values import (
     parse_bool,
     parse_count_or_auto,
+    parse_count_or_off,
     parse_graphql_paths,
     parse_log_format,
     parse_log_level,
     parse_mode,
     parse_path,
+    parse_rate,
+    parse_retries,
     parse_scheme,
     parse_seconds,
     parse_seconds_or_off,
@@ -80,6 +83,41 @@ OPTIONS: tuple[Option, ...] = (
         "client connections open at once (auto: from the descriptor limit)",
         parse_count_or_auto,
         "N",
+    ),
+    Option(
+        "retries",
+        "2",
+        "times a safe request is sent again after 429, 503 or a failed connection (0: off)",
+        parse_retries,
+        "N",
+    ),
+    Option(
+        "retry-budget", "20", "seconds a request may spend waiting to retry", parse_seconds, "S"
+    ),
+    Option("rate-limit", "off", "requests a client may send (10/s, 600/min)", parse_rate, "RATE"),
+    Option(
+        "burst",
+        "auto",
+        "requests at once after a pause (auto: 1 s of the rate)",
+        parse_count_or_auto,
+        "N",
+    ),
+    Option(
+        "max-upstream-concurrency",
+        "off",
+        "requests at the upstream at once; more wait (off: no cap)",
+        parse_count_or_off,
+        "N",
+    ),
+    Option(
+        "queue-timeout", "10", "seconds a request waits for the concurrency cap", parse_seconds, "S"
+    ),
+    Option(
+        "coalesce-queries",
+        "false",
+        "identical GraphQL queries in flight share one upstream answer",
+        parse_bool,
+        is_flag=True,
     ),
     Option("token", None, "clients must send Authorization: Bearer TOKEN", parse_token, "TOKEN"),
     Option("token-file", None, "read the token from this file", parse_path, "PATH"),

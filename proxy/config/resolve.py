@@ -13,6 +13,7 @@ from .file import ClientConfig, parse_clients, read_config, read_token_file
 from .options import CONFIG_OPTION, OPTIONS
 from .settings import Settings
 from .upstreams import NamedUpstream, parse_upstreams
+from .values import with_burst
 
 _KNOWN = frozenset(option.key for option in OPTIONS)
 
@@ -86,6 +87,7 @@ def resolve(
         if values["token"] is not None:
             raise ConfigError("--token and --token-file are both set; use only one of them")
         values["token"] = read_token_file(values["token_file"], "--token-file")
+    values["rate_limit"] = with_burst(values["rate_limit"], values["burst"], "--burst")
     if values["sign_content_digest"] and values["scheme"] != "rfc9421":
         raise ConfigError("--sign-content-digest needs --scheme rfc9421 (cavage signs no digest)")
     clients: tuple[ClientConfig, ...] = ()

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from ..policy.bucket import Rate
 from ..signing import DEFAULT_SIGNED_HEADERS
 from .addresses import Listen, Upstream
 from .file import ClientConfig
@@ -27,6 +28,13 @@ class Settings:
     header_timeout: float = 10.0
     client_timeout: float = 60.0
     max_connections: int | None = None  # None: from the descriptor limit at start
+    retries: int = 2
+    retry_budget: float = 20.0
+    rate_limit: Rate | None = None  # the single client's (--rate-limit), its burst applied
+    burst: int | None = None
+    max_upstream_concurrency: int | None = None
+    queue_timeout: float = 10.0
+    coalesce_queries: bool = False
     token: str | None = field(default=None, repr=False)
     token_file: Path | None = None
     allow_unauthenticated: bool = False

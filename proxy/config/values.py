@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
 from ..errors import ConfigError
 from ..ops.logs import LOG_FORMATS
+from ..policy.bucket import Rate
 from ..signing import REQUIRED_SIGNED_HEADERS, SIGNABLE_HEADERS
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -44,6 +46,50 @@ def parse_count_or_auto(value: str, origin: str) -> int | None:
     if not value.isdigit() or int(value) < 1:
         raise ConfigError(f"{origin}: {value!r} is not a number from 1 up, or auto")
     return int(value)
+
+
+def parse_count_or_off(value: str, origin: str) -> int | None:
+    """A whole number from 1 up, or ``off`` (also 0): no limit."""
+    if value.lower() in ("off", "0", "none"):
+        return None
+    if not value.isdigit():
+        raise ConfigError(f"{origin}: {value!r} is not a number from 1 up, or off")
+    return int(value)
+
+
+def parse_retries(value: str, origin: str) -> int:
+    if not value.isdigit() or int(value) > 10:
+        raise ConfigError(f"{origin}: {value!r} is not a number of retries from 0 (off) to 10")
+    return int(value)
+
+
+_PER = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0}
+_PER |= {"h": 3600.0, "hour": 3600.0}
+_RATE = re.compile(r"(\d+(?:\.\d+)?)\s*/\s*([a-z]+)")
+
+
+def parse_rate(value: str, origin: str) -> Rate | None:
+    """``10/s``, ``600/min``, ``100/h``, or ``off``; the burst is one second's worth (at least
+    one request) unless ``burst`` says otherwise."""
+    if value.lower() in ("off", "none"):
+        return None
+    match = _RATE.fullmatch(value.strip().lower())
+    count = float(match.group(1)) if match else 0.0
+    if match is None or match.group(2) not in _PER or count <= 0:
+        raise ConfigError(
+            f"{origin}: {value!r} is not a rate such as 10/s, 600/min or 100/h, or off"
+        )
+    per_second = count / _PER[match.group(2)]
+    return Rate(per_second, max(1, math.ceil(per_second)), value.strip())
+
+
+def with_burst(rate: Rate | None, burst: int | None, origin: str) -> Rate | None:
+    """The rate with its burst set (``burst`` None: the rate's own default)."""
+    if burst is None:
+        return rate
+    if rate is None:
+        raise ConfigError(f"{origin}: a burst needs a rate limit (rate_limit, --rate-limit)")
+    return Rate(rate.per_second, burst, rate.text)
 
 
 def parse_log_level(value: str, origin: str) -> str:

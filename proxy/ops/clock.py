@@ -20,7 +20,8 @@ AGREE = 2.0
 
 
 @functools.lru_cache(maxsize=8)
-def _parse_date(value: str) -> float | None:
+def parse_http_date(value: str) -> float | None:
+    """An HTTP date (RFC 9110 section 5.6.7) as a timestamp; None when it is not one."""
     # Cached: the upstream's Date changes once a second, parsing it costs more than a lookup.
     try:
         parsed = parsedate_to_datetime(value)
@@ -77,7 +78,7 @@ class ClockSkew:
             # The midpoint is off by up to half the round trip: a slow exchange could start a
             # correction on its own.
             return
-        upstream = _parse_date(date)
+        upstream = parse_http_date(date)
         if upstream is None:
             return
         # The header truncates to the second: on average the true time is half a second later.
@@ -97,6 +98,29 @@ class ClockSkew:
         kept = ordered[1:-1] if len(ordered) >= 3 else ordered
         self.estimate = statistics.fmean(kept)
         self._update()
+
+    def refused(self, date: str | None, sent: float, received: float, signed: float) -> bool:
+        """A signature was refused (401/403): whether the answer's ``Date`` shows that the
+        time signed (``signed``, taken at ``sent``) was off the API's by more than the
+        threshold. If so the estimate starts over from this answer and the time to sign with
+        is corrected at once, so that the request can be signed again and sent once more.
+
+        Never with correction turned off, nor from an answer too slow to date the API's clock.
+        """
+        if not self.correct or not date or received - sent > 2 * max(self.threshold, AGREE):
+            return False
+        upstream = parse_http_date(date)
+        if upstream is None:
+            return False
+        api = upstream + 0.5  # the header truncates to the second
+        midpoint = (sent + received) / 2
+        if abs(signed + (midpoint - sent) - api) <= self.threshold:
+            return False  # the clock was right: the refusal is about something else
+        self._samples.clear()
+        self._samples.append(api - midpoint)
+        self.estimate = api - midpoint
+        self._update()
+        return True
 
     def _update(self) -> None:
         large = abs(self.offset) > self.threshold

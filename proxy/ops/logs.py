@@ -60,6 +60,7 @@ def log_access(
     profile: str | None = None,
     operations: Sequence[Operation] | None = None,
     rule: str | None = None,
+    attempts: int = 1,
     hint: str = "",
     level: int = logging.INFO,
 ) -> None:
@@ -69,7 +70,8 @@ def log_access(
     so that its refusals are told apart from the API's. ``client`` is the client's name (None
     without client sections), ``profile`` the profile signed with; ``operations`` the GraphQL
     operations a policy looked at (type, name and root fields: never arguments or variables),
-    ``rule`` the policy rule that refused the request.
+    ``rule`` the policy rule that refused the request, ``attempts`` the times it was sent
+    upstream (shown when more than one).
     """
     if not access_log.isEnabledFor(level):
         return
@@ -101,6 +103,9 @@ def log_access(
     if rule:
         fields["rule"] = rule
         audit += f" rule={rule}"
+    if attempts > 1:  # sent upstream more than once (retried)
+        fields["attempts"] = attempts
+        audit += f" attempts={attempts}"
     upstream = "-" if upstream_ms is None else f"{upstream_ms}ms"
     access_log.log(
         level,

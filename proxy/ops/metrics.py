@@ -55,6 +55,10 @@ class Metrics(Collector):
         self.requests: dict[tuple[str, int], int] = {}
         self.upstream_errors: dict[str, int] = {}
         self.refusals: dict[tuple[str, str], int] = {}  # (client, rule): bounded, from config
+        self.retries: dict[str, int] = {}  # by reason (policy.retry): a few fixed labels
+        self.limited: dict[tuple[str, str], int] = {}  # (client, limit): bounded, from config
+        self.coalesced = 0
+        self.queued = 0  # requests waiting for --max-upstream-concurrency
         self.duration = _Histogram()
         self.upstream_duration = _Histogram()
         # Client connections: set and counted by serve/limits.py, per connection, never per request.
@@ -82,6 +86,15 @@ class Metrics(Collector):
         """A request the policy refused: ``client`` is a configured name, ``reason`` a rule."""
         key = (client, reason)
         self.refusals[key] = self.refusals.get(key, 0) + 1
+
+    def retry(self, reason: str) -> None:
+        """A request sent upstream once more: ``reason`` is a label of policy.retry."""
+        self.retries[reason] = self.retries.get(reason, 0) + 1
+
+    def rate_limited(self, client: str, limit: str) -> None:
+        """A request refused by a local limit: ``limit`` is ``rate`` or ``concurrency``."""
+        key = (client, limit)
+        self.limited[key] = self.limited.get(key, 0) + 1
 
     def client_timeout(self, reason: str) -> None:
         """A slow client's connection closed: ``reason`` is one of TIMEOUT_REASONS."""
@@ -127,6 +140,7 @@ class Metrics(Collector):
             reloads.add_metric([result], self._reloads().get(result, 0))
         yield reloads
         yield from self._connections()
+        yield from self._resilience()
         yield GaugeMetricFamily(
             "remoteit_proxy_clock_offset_seconds",
             "This machine's clock minus the API's (positive: ahead), from its Date headers",
@@ -162,6 +176,34 @@ class Metrics(Collector):
         for reason, count in self.client_timeouts.items():
             timeouts.add_metric([reason], count)
         yield timeouts
+
+    def _resilience(self) -> Iterator[Metric]:
+        retries = CounterMetricFamily(
+            "remoteit_proxy_upstream_retries",
+            "Requests sent upstream again, by reason (throttled, unavailable, connection, clock)",
+            labels=["reason"],
+        )
+        for reason, count in sorted(self.retries.items()):
+            retries.add_metric([reason], count)
+        yield retries
+        limited = CounterMetricFamily(
+            "remoteit_proxy_rate_limited",
+            "Requests answered 429 by a local limit, by client and limit (rate, concurrency)",
+            labels=["client", "limit"],
+        )
+        for (client, limit), count in sorted(self.limited.items()):
+            limited.add_metric([client, limit], count)
+        yield limited
+        yield GaugeMetricFamily(
+            "remoteit_proxy_upstream_queued",
+            "Requests waiting for a place under --max-upstream-concurrency",
+            value=self.queued,
+        )
+        yield CounterMetricFamily(
+            "remoteit_proxy_coalesced",
+            "Requests answered with an identical query's answer (--coalesce-queries)",
+            value=self.coalesced,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

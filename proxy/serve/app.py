@@ -49,13 +49,29 @@ async def _answer(
     upgrade = websocket.upgrade_asked(request)
     if upgrade is not None and (refused := websocket.refuse_upgrade(request, state, upgrade)):
         return refused
+    client = exchange.client
+    assert client is not None, "an admitted request has a client"
+    throttle = state.throttle
+    if throttle.active and (over := throttle.over_rate(client)) is not None:
+        if not request.content.at_eof():
+            over.force_close()  # its body is not read
+        return over
     answer = await _expectation(request)
-    policy = exchange.client.policy if exchange.client is not None else None
-    if answer is None and policy is not None:
-        answer = await gate(request, state, policy, exchange)
+    if answer is None and client.policy is not None:
+        answer = await gate(request, state, client.policy, exchange)
     if answer is not None:
         return answer
-    return await forward(request, state, exchange, upgrade is not None)
+    if not throttle.active or upgrade is not None:  # an open WebSocket holds no place
+        return await forward(request, state, exchange, upgrade is not None)
+    queued = await throttle.enter(client)
+    if queued is not None:
+        if not request.content.at_eof():
+            queued.force_close()
+        return queued
+    try:
+        return await forward(request, state, exchange)
+    finally:
+        throttle.leave()
 
 
 def _logged_path(raw_path: str) -> str:
@@ -135,6 +151,7 @@ async def handle(state: ProxyState, request: web.Request) -> web.StreamResponse:
             profile=exchange.client.credentials.current.profile if exchange.client else None,
             operations=exchange.operations,
             rule=exchange.rule,
+            attempts=exchange.attempts,
             hint=(
                 state.skew.refusal_hints(status, exchange.signed_corrected)
                 if upstream_refused

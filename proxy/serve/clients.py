@@ -12,6 +12,7 @@ from ..errors import CredentialsError
 from ..keys.credentials import Credentials, load_credentials
 from ..keys.profiles import ACCESS_KEY_ID, SECRET_ACCESS_KEY
 from ..keys.reload import CredentialsWatcher
+from ..policy.bucket import Rate
 from ..policy.rules import Policy
 
 # Under a policy: X-R3-User (act as another user of the account), also as CGI-style servers
@@ -26,11 +27,13 @@ _METHOD_OVERRIDES = frozenset(
 @dataclass(frozen=True)
 class Client:
     """One client: its name (None for the single client of a proxy without client sections),
-    the watcher holding its profile's current key, and its policy (None: nothing checked)."""
+    the watcher holding its profile's current key, its policy (None: nothing checked) and its
+    rate limit (None: none)."""
 
     name: str | None
     credentials: CredentialsWatcher
     policy: Policy | None
+    rate: Rate | None = None  # its rate limit (the whole of it, before any worker's share)
 
     @functools.cached_property  # read for every request of the client: built once
     def policy_drop(self) -> frozenset[bytes]:
@@ -77,14 +80,17 @@ class Clients:
         if not settings.clients:
             policy = Policy(read_only=settings.read_only)
             watcher = self.watchers[settings.profile]
-            self.default = Client(None, watcher, policy if policy.active else None)
+            self.default = Client(
+                None, watcher, policy if policy.active else None, settings.rate_limit
+            )
         for config in settings.clients:
             # --read-only is a floor for every client: none can be more than read-only then.
             policy = config.policy
             if settings.read_only and not policy.read_only:
                 policy = Policy(True, policy.graphql, policy.rest, policy.allow_user_header)
             watcher = self.watchers[config.profile]
-            client = Client(config.name, watcher, policy if policy.active else None)
+            rate = config.rate or settings.rate_limit  # --rate-limit: every client's default
+            client = Client(config.name, watcher, policy if policy.active else None, rate)
             self._by_token[_digest(config.token.encode())] = client
         self.all = [self.default] if self.default else list(self._by_token.values())
 

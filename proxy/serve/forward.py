@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -11,8 +10,10 @@ from aiohttp import web
 from ..client import Answer, Framing
 from ..errors import RequestHeadError, UpstreamClosed, UpstreamError
 from . import websocket
+from .attempts import send
+from .gate import graphql_path
 from .headers import REQUEST_ID, drop_hop_by_hop
-from .outgoing import BodyTooLarge, build_upstream_request
+from .outgoing import SMALL_BODY, BodyTooLarge, build_upstream_request
 from .responses import (
     ADDED_WHEN_MISSING,
     CLIENT_CLOSED,
@@ -38,8 +39,8 @@ async def forward(
     settings, pool, raw_path = state.route(request.raw_path)
     path = request.raw_path.partition("?")[0]  # for log lines: raw, so nothing decoded forges one
     try:
-        target, lines, body, length = await build_upstream_request(
-            request, state, exchange, settings, raw_path
+        out = await build_upstream_request(
+            request, exchange, settings, raw_path, _keep_whole(request, state, upgrade)
         )
     except ConnectionError:  # the client left while its body was being read
         return _client_closed(request, path)
@@ -51,22 +52,10 @@ async def forward(
             f"({settings.max_buffered_body} bytes): raise the limit, or send the body "
             "with a Content-Length",
         )
-        too_large.force_close()  # the rest of the body is not read
+        too_large.force_close()  # the rest of the body is not read for nothing
         return too_large
-    if upgrade:
-        lines += websocket.UPGRADE_LINES
-    sent, started = state.skew.clock(), time.perf_counter()
-    exchange.signed_corrected = state.skew.correcting
     try:
-        answer = await pool.request(
-            request.method,
-            target,
-            lines,
-            body,
-            length,
-            zero_length=settings.signs_length,
-            upgrade=upgrade,
-        )
+        answer = await send(request, state, exchange, settings, pool, out, upgrade)
     except RequestHeadError:  # a CR or LF in a header value: never written into the request
         return error_response(400, "bad_request", "a header value contains CR or LF")
     except (UpstreamError, ConnectionError) as exc:
@@ -76,21 +65,7 @@ async def forward(
         error = exc if isinstance(exc, UpstreamError) else _lost(settings)
         return _failed(request, state, path, error)
     async with answer:
-        exchange.upstream_seconds = time.perf_counter() - started
         head = answer.head
-        received = state.skew.clock()
-        # One sample a second is plenty for a settled estimate. Refusals, and every answer
-        # while correcting, are looked at: a clock that is off (or fixed) shows there.
-        if (
-            received - state.skew_sampled >= 1.0
-            or head.status in (401, 403)
-            or state.skew.correcting
-        ):
-            state.skew_sampled = received
-            state.skew.observe(head.headers.get("Date"), sent, received, head.headers.get("Age"))
-        if head.status in (401, 403) and exchange.client and exchange.signed_with:
-            # A command's key may have been revoked or renewed: run the command again.
-            exchange.client.credentials.refused(exchange.signed_with)
         headers = head.headers
         switched = headers.get("Upgrade", "") if head.status == 101 else None
         drop_hop_by_hop(headers)  # what is left is passed on to the client
@@ -124,6 +99,27 @@ async def forward(
         await response.prepare(request)
         exchange.bytes_out, exchange.aborted = await _relay(request, answer, response, path)
         return response
+
+
+# What a GraphQL request's body is written in (GraphQL over HTTP; application/graphql of old).
+_GRAPHQL_MEDIA = frozenset({"application/json", "application/graphql"})
+
+
+def _keep_whole(request: web.Request, state: ProxyState, upgrade: bool) -> bool:
+    """Whether a GraphQL POST's body is read whole although it is large (within
+    --max-buffered-body), so that a query can be sent again: small ones always are. Uploads
+    below a GraphQL path (multipart, octet streams) still stream."""
+    length = request.content_length
+    media = (request.headers.get("Content-Type") or "application/json").partition(";")[0]
+    return (
+        length is not None
+        and length > SMALL_BODY
+        and state.settings.retries > 0
+        and not upgrade
+        and request.method == "POST"
+        and media.strip().lower() in _GRAPHQL_MEDIA
+        and graphql_path(request.raw_path.partition("?")[0], state.settings.graphql_paths)
+    )
 
 
 def _lost(settings: Settings) -> UpstreamError:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("proxy.gate")  # the name log lines have always had
 # The methods that carry a GraphQL request (GraphQL-over-HTTP); OPTIONS runs no operation.
-_GRAPHQL_METHODS = frozenset({"GET", "HEAD", "POST"})
+GRAPHQL_METHODS = frozenset({"GET", "HEAD", "POST"})
 
 
 def graphql_path(raw_path: str, paths: tuple[str, ...]) -> bool:
@@ -63,7 +63,7 @@ async def gate(
     method = request.method
     if not graphql_path(path, state.settings.graphql_paths):
         return _decide(request, exchange, state, check_rest(policy, method, path))
-    if method not in _GRAPHQL_METHODS and method != "OPTIONS":
+    if method not in GRAPHQL_METHODS and method != "OPTIONS":
         refusal = Refusal(
             "not_graphql", f"{method} {path} is refused: GraphQL requests are GET or POST"
         )
@@ -83,7 +83,7 @@ async def gate(
         except BodyTooLarge:
             return _refused(request, exchange, state, "body_too_large", _too_large(state))
     try:
-        exchange.operations = _operations(method, query, forwarded_content_type(request), body)
+        exchange.operations = operations(method, query, forwarded_content_type(request), body)
     except BadGraphQL as exc:
         return _bad(request, exchange, state, "bad_graphql", str(exc))
     return _decide(request, exchange, state, check_graphql(policy, exchange.operations))
@@ -131,7 +131,7 @@ def _cached(
     return tuple(graphql_operations(method, query, content_type, body))
 
 
-def _operations(
+def operations(
     method: str, query: str, content_type: str | None, body: bytes
 ) -> tuple[Operation, ...]:
     """The operations the request runs (BadGraphQL when it cannot be told)."""

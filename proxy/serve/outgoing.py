@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -15,7 +16,7 @@ from .headers import REQUEST_DROP_RAW, connection_tokens, request_lines
 if TYPE_CHECKING:
     from ..config.settings import Settings
     from ..keys.credentials import Credentials
-    from .state import Exchange, ProxyState
+    from .state import Exchange
 
 # The vendor's collection sends it lower-case; header names are case-insensitive (RFC 9110 5.1).
 DEVELOPER_KEY_HEADER = "DeveloperKey"
@@ -92,17 +93,19 @@ def signed_headers(
 
 
 async def read_body(
-    request: web.Request, settings: Settings, whole: bytes | None = None
+    request: web.Request, settings: Settings, read: bytes | None = None, whole: bool = False
 ) -> tuple[Body, int | None, bytes | None]:
     """The body to send, its length (None for a chunked stream), and its SHA-256 when the
     signature covers a digest.
 
     It streams unless the signature needs what only the whole body tells: a digest, or the
-    length of a chunked body. Then it is buffered, up to ``--max-buffered-body``.
+    length of a chunked body. Then it is buffered, up to ``--max-buffered-body``. ``read`` is
+    the body when the policy has read it already; ``whole`` asks for a body of a known length
+    within the limit to be read whole.
     """
-    if whole is not None:  # already read whole, for the policy: sent as it came
-        sha256 = hashlib.sha256(whole).digest() if settings.sign_content_digest else None
-        return whole, len(whole), sha256
+    if read is not None:  # already read whole, for the policy: sent as it came
+        sha256 = hashlib.sha256(read).digest() if settings.sign_content_digest else None
+        return read, len(read), sha256
     length = request.content_length
     chunked = request.body_exists and length is None
     if not (settings.sign_content_digest or (settings.signs_length and chunked)):
@@ -112,6 +115,8 @@ async def read_body(
             # A small body (a GraphQL query) costs less sent whole than streamed, memory stays
             # bounded all the same.
             return await request.read(), length, None
+        if whole and length is not None and length <= settings.max_buffered_body:
+            return await read_whole(request, length), length, None
         return request.content, length, None
     body = await read_whole(request, settings.max_buffered_body)
     sha256 = hashlib.sha256(body).digest() if settings.sign_content_digest else None
@@ -157,39 +162,67 @@ def _wire_target(raw: str) -> str:
     return raw
 
 
+@dataclass(slots=True)
+class Outgoing:
+    """The upstream request but its signature: signed by ``signed``, afresh for each attempt."""
+
+    target: str
+    lines: list[bytes]  # the client's header lines and the request id
+    body: Body
+    length: int | None
+    sha256: bytes | None
+    content_type: str
+
+    @property
+    def replayable(self) -> bool:
+        """Whether the body can be sent again (it is not streamed from the client)."""
+        return self.body is None or isinstance(self.body, bytes)
+
+    def signed(
+        self, settings: Settings, creds: Credentials, method: str, now: float
+    ) -> list[bytes]:
+        """The header lines to send, signed with ``creds`` at ``now`` (a new list each time:
+        the pool appends the framing to it)."""
+        upstream = settings.upstream
+        headers = signed_headers(
+            settings,
+            creds,
+            scheme=upstream.scheme,
+            authority=upstream.authority,
+            method=method,
+            target=self.target,
+            content_type=self.content_type,
+            now=now,
+            length=self.length,
+            sha256=self.sha256,
+        )
+        return self.lines + own_lines(headers)
+
+
 async def build_upstream_request(
-    request: web.Request, state: ProxyState, exchange: Exchange, settings: Settings, raw_path: str
-) -> tuple[str, list[bytes], Body, int | None]:
-    """The target, header lines, body and body length of the upstream request, signed after
-    every other change; ``settings`` are those of the upstream it goes to (``state.route``),
-    ``raw_path`` the path and query as that upstream gets them."""
+    request: web.Request,
+    exchange: Exchange,
+    settings: Settings,
+    raw_path: str,
+    whole: bool = False,
+) -> Outgoing:
+    """The upstream request, to be signed last; ``settings`` are those of the upstream it goes
+    to (``state.route``), ``raw_path`` the path and query as that upstream gets them, ``whole``
+    asks for a body of a known length up to ``--max-buffered-body`` to be read whole (so that
+    it can be sent again)."""
     client = exchange.client
     assert client is not None, "a request is forwarded for a client"
-    creds = exchange.signed_with = client.credentials.current
-    upstream = settings.upstream
-    target = upstream.prefix + _wire_target(raw_path)
-    body, length, sha256 = await read_body(request, settings, exchange.body)
+    creds = client.credentials.current
+    target = settings.upstream.prefix + _wire_target(raw_path)
+    body, length, sha256 = await read_body(request, settings, exchange.body, whole)
     drop = _DROP[bool(creds.developer_key), settings.sign_content_digest]
     if client.policy is not None:
         drop = drop | client.policy_drop
     lines = request_lines(request.headers, request.raw_headers, drop)
-    content_type = forwarded_content_type(request)
     # The id in the access line: the client's own when usable, else a new one (replacing it).
     lines.append(b"X-Request-Id: " + exchange.request_id.encode())
-    signed = signed_headers(
-        settings,
-        creds,
-        scheme=upstream.scheme,
-        authority=upstream.authority,
-        method=request.method,
-        target=target,
-        content_type=content_type or DEFAULT_CONTENT_TYPE,
-        now=state.skew.now(),
-        length=length,
-        sha256=sha256,
-    )
-    lines += own_lines(signed)
-    return target, lines, body, length
+    content_type = forwarded_content_type(request) or DEFAULT_CONTENT_TYPE
+    return Outgoing(target, lines, body, length, sha256, content_type)
 
 
 def own_lines(headers: dict[str, str]) -> list[bytes]:

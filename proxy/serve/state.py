@@ -11,6 +11,7 @@ from ..config.upstreams import route
 from ..ops.clock import ClockSkew
 from ..ops.metrics import Metrics
 from .clients import Clients
+from .throttle import Throttle
 
 if TYPE_CHECKING:
     from ..keys.credentials import Credentials
@@ -33,6 +34,7 @@ class ProxyState:
     # Open WebSockets, so that shutdown can end them (each has a going_away method).
     tunnels: set[Any] = field(default_factory=set, repr=False)
     skew_sampled: float = 0.0  # when the clock offset was last sampled
+    throttle: Throttle = field(init=False, repr=False)  # the local limits
 
     # Named upstreams: (mount, their settings, their pool), the longest mount first.
     mounts: tuple[tuple[str, Settings, Pool], ...] = field(default=(), repr=False)
@@ -54,6 +56,7 @@ class ProxyState:
     def __post_init__(self) -> None:
         if self.settings.token is not None:
             self.token = self.settings.token.encode()
+        self.throttle = Throttle(self.settings, self.clients, self.metrics)
 
 
 @dataclass(slots=True)
@@ -71,6 +74,7 @@ class Exchange:
     body: bytes | None = None  # the body, when the policy had to read it whole
     operations: tuple[Operation, ...] | None = None  # GraphQL operations, when the policy looked
     rule: str | None = None  # the policy rule that refused the request
+    attempts: int = 1  # times sent upstream: more than one when retried
 
     @property
     def client_label(self) -> str:

@@ -1,0 +1,190 @@
+"""Sending upstream: each attempt signed afresh; safe requests retried, a wrong clock repaired."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from ..errors import UpstreamError, UpstreamTLSError
+from ..ops.clock import parse_http_date
+from ..policy.retry import (
+    CLOCK,
+    CONNECTION,
+    RETRY_STATUSES,
+    SAFE_METHODS,
+    backoff,
+    retry_after,
+    within_budget,
+)
+from . import websocket
+from .gate import GRAPHQL_METHODS, graphql_path, operations
+from .outgoing import forwarded_content_type
+
+if TYPE_CHECKING:
+    from ..client import Answer, Head, Pool
+    from ..config.settings import Settings
+    from .outgoing import Outgoing
+    from .state import Exchange, ProxyState
+
+_uniform = random.Random().uniform  # jitter needs no secrecy: no system call per draw
+# How often a retry's wait looks whether its client is still there.
+_LOOK = 0.25
+
+
+async def send(
+    request: web.Request,
+    state: ProxyState,
+    exchange: Exchange,
+    settings: Settings,
+    pool: Pool,
+    out: Outgoing,
+    upgrade: bool,
+) -> Answer:
+    """The answer to ``out``, sent once or, when that is safe and the upstream said "not now",
+    again, each time signed with the current key and a fresh Date.
+
+    Raises as ``Pool.request`` does; ConnectionError when the client left during a wait.
+    """
+    client = exchange.client
+    assert client is not None, "a request is forwarded for a client"
+    skew = state.skew
+    first = time.monotonic()
+    safe: bool | None = None  # decided when first needed: most requests never need it
+    repaired = False
+    while True:
+        creds = exchange.signed_with = client.credentials.current
+        signed = skew.now()
+        lines = out.signed(settings, creds, request.method, signed)
+        if upgrade:
+            lines += websocket.UPGRADE_LINES
+        exchange.signed_corrected = skew.correcting
+        sent, started = skew.clock(), time.perf_counter()
+        try:
+            answer = await pool.request(
+                request.method,
+                out.target,
+                lines,
+                out.body,
+                out.length,
+                zero_length=settings.signs_length,
+                upgrade=upgrade,
+            )
+        except UpstreamError as exc:
+            if exc.answered or isinstance(exc, UpstreamTLSError) or settings.retries == 0:
+                raise
+            failure: UpstreamError | None = exc
+            reason, wait = CONNECTION, None
+        else:
+            failure = None
+            exchange.upstream_seconds = time.perf_counter() - started
+            head = answer.head
+            status = head.status
+            received = skew.clock()
+            # One sample a second is plenty for a settled estimate. Refusals, and every answer
+            # while correcting, are looked at: a clock that is off (or fixed) shows there.
+            if received - state.skew_sampled >= 1.0 or status in (401, 403) or skew.correcting:
+                state.skew_sampled = received
+                skew.observe(head.headers.get("Date"), sent, received, head.headers.get("Age"))
+            if status in (401, 403):
+                # A command's key may have been revoked or renewed: run the command again.
+                client.credentials.refused(creds)
+                if (
+                    repaired
+                    or not out.replayable
+                    or upgrade
+                    or not skew.refused(head.headers.get("Date"), sent, received, signed)
+                ):
+                    return answer
+                # A refused signature ran nothing: any method may be signed again and resent,
+                # once, now that the clock is corrected.
+                repaired = True
+                _drop(answer)
+                state.metrics.retry(CLOCK)
+                exchange.attempts += 1
+                continue
+            reason = RETRY_STATUSES.get(status, "")
+            if not reason or settings.retries == 0:
+                return answer
+            wait = retry_after(head.headers.get("Retry-After"), _answer_time(head, skew.now()))
+        if safe is None:
+            safe = _safe(request, state, exchange, out, upgrade)
+        retried = exchange.attempts - 1 - repaired
+        if wait is None:
+            wait = backoff(retried + 1, _uniform)
+        elapsed = time.monotonic() - first
+        if (
+            not safe
+            or retried >= settings.retries
+            or not within_budget(elapsed, wait, settings.retry_budget)
+            or _gone(request)
+        ):
+            if failure is not None:
+                raise failure
+            return answer  # the last answer, passed on unchanged
+        if failure is None:
+            _drop(answer)
+        if not await _pause(request, wait):
+            raise ConnectionError("the client closed the connection while a retry waited")
+        state.metrics.retry(reason)
+        exchange.attempts += 1
+
+
+def _answer_time(head: Head, fallback: float) -> float:
+    """The answer's own time (its Date), against which an HTTP-date Retry-After is read: the
+    upstream's clock, whatever this machine's says."""
+    date = head.headers.get("Date")
+    parsed = parse_http_date(date) if date else None
+    return fallback if parsed is None else parsed
+
+
+def _drop(answer: Answer) -> None:
+    """Done with an answer that is not passed on: its connection is kept when it is whole."""
+    if not answer.complete:
+        answer.discard()
+    answer.release()
+
+
+def _gone(request: web.Request) -> bool:
+    return request.transport is None or request.transport.is_closing()
+
+
+async def _pause(request: web.Request, wait: float) -> bool:
+    """Wait ``wait`` seconds; False as soon as the client has left (nothing to retry for)."""
+    deadline = time.monotonic() + wait
+    while (left := deadline - time.monotonic()) > 0:
+        if _gone(request):
+            return False
+        await asyncio.sleep(min(left, _LOOK))
+    return not _gone(request)
+
+
+def _safe(
+    request: web.Request, state: ProxyState, exchange: Exchange, out: Outgoing, upgrade: bool
+) -> bool:
+    """Whether the request may be sent again: it changes nothing (RFC 9110 section 9.2.1: a
+    REST GET, HEAD or OPTIONS; GraphQL whose every operation is a query) and its body is at
+    hand, not streamed. A mutation, a streamed body or a WebSocket is never sent twice."""
+    if upgrade or not out.replayable:
+        return False
+    method = request.method
+    path, _, query = request.raw_path.partition("?")
+    if not graphql_path(path, state.settings.graphql_paths):
+        return method in SAFE_METHODS
+    if method == "OPTIONS":
+        return True  # runs no operation
+    if method not in GRAPHQL_METHODS:
+        return False
+    found = exchange.operations
+    if found is None:
+        from ..policy.graphql import BadGraphQL  # loaded only when a retry is weighed
+
+        body = out.body if isinstance(out.body, bytes) else b""
+        try:
+            found = operations(method, query, forwarded_content_type(request), body)
+        except BadGraphQL:
+            return False
+    return bool(found) and all(op.type == "query" for op in found)
