@@ -61,6 +61,7 @@ def log_access(
     operations: Sequence[Operation] | None = None,
     rule: str | None = None,
     attempts: int = 1,
+    coalesced: str | None = None,
     hint: str = "",
     level: int = logging.INFO,
 ) -> None:
@@ -71,7 +72,7 @@ def log_access(
     without client sections), ``profile`` the profile signed with; ``operations`` the GraphQL
     operations a policy looked at (type, name and root fields: never arguments or variables),
     ``rule`` the policy rule that refused the request, ``attempts`` the times it was sent
-    upstream (shown when more than one).
+    upstream (shown when more than one), ``coalesced`` the request whose answer it shared.
     """
     if not access_log.isEnabledFor(level):
         return
@@ -106,6 +107,9 @@ def log_access(
     if attempts > 1:  # sent upstream more than once (retried)
         fields["attempts"] = attempts
         audit += f" attempts={attempts}"
+    if coalesced:  # answered with the answer to this other request (--coalesce-queries)
+        fields["coalesced"] = coalesced
+        audit += f" coalesced={coalesced}"
     upstream = "-" if upstream_ms is None else f"{upstream_ms}ms"
     access_log.log(
         level,

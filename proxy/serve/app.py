@@ -152,6 +152,7 @@ async def handle(state: ProxyState, request: web.Request) -> web.StreamResponse:
             operations=exchange.operations,
             rule=exchange.rule,
             attempts=exchange.attempts,
+            coalesced=exchange.coalesced,
             hint=(
                 state.skew.refusal_hints(status, exchange.signed_corrected)
                 if upstream_refused

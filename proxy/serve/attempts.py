@@ -22,7 +22,7 @@ from ..policy.retry import (
 )
 from . import websocket
 from .gate import GRAPHQL_METHODS, graphql_path, operations
-from .outgoing import forwarded_content_type
+from .outgoing import SMALL_BODY, forwarded_content_type
 
 if TYPE_CHECKING:
     from ..client import Answer, Head, Pool
@@ -131,6 +131,27 @@ async def send(
             raise ConnectionError("the client closed the connection while a retry waited")
         state.metrics.retry(reason)
         exchange.attempts += 1
+
+
+# What a GraphQL request's body is written in (GraphQL over HTTP; application/graphql of old).
+_GRAPHQL_MEDIA = frozenset({"application/json", "application/graphql"})
+
+
+def keep_whole(request: web.Request, state: ProxyState, upgrade: bool) -> bool:
+    """Whether a GraphQL POST's body is read whole although it is large (within
+    --max-buffered-body), so that a query can be sent again: small ones always are. Uploads
+    below a GraphQL path (multipart, octet streams) still stream."""
+    length = request.content_length
+    media = (request.headers.get("Content-Type") or "application/json").partition(";")[0]
+    return (
+        length is not None
+        and length > SMALL_BODY
+        and state.settings.retries > 0
+        and not upgrade
+        and request.method == "POST"
+        and media.strip().lower() in _GRAPHQL_MEDIA
+        and graphql_path(request.raw_path.partition("?")[0], state.settings.graphql_paths)
+    )
 
 
 def _answer_time(head: Head, fallback: float) -> float:

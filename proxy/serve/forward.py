@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from ..client import Answer, Framing
 from ..errors import RequestHeadError, UpstreamClosed, UpstreamError
-from . import websocket
-from .attempts import send
-from .gate import graphql_path
-from .headers import REQUEST_ID, drop_hop_by_hop
-from .outgoing import SMALL_BODY, BodyTooLarge, build_upstream_request
+from . import coalesce, websocket
+from .attempts import keep_whole, send
+from .flights import SHARED_ANSWER as SHARED
+from .flights import Shared
+from .headers import REQUEST_ID, drop_hop_by_hop, undecodable
+from .outgoing import BodyTooLarge, build_upstream_request
 from .responses import (
     ADDED_WHEN_MISSING,
     CLIENT_CLOSED,
@@ -24,8 +27,10 @@ from .responses import (
 )
 
 if TYPE_CHECKING:
-    from ..client import Head
+    from ..client import Pool
     from ..config.settings import Settings
+    from .flights import Flight
+    from .outgoing import Outgoing
     from .state import Exchange, ProxyState
 
 log = logging.getLogger("proxy.forward")  # the name log lines have always had
@@ -40,7 +45,7 @@ async def forward(
     path = request.raw_path.partition("?")[0]  # for log lines: raw, so nothing decoded forges one
     try:
         out = await build_upstream_request(
-            request, exchange, settings, raw_path, _keep_whole(request, state, upgrade)
+            request, exchange, settings, raw_path, keep_whole(request, state, upgrade)
         )
     except ConnectionError:  # the client left while its body was being read
         return _client_closed(request, path)
@@ -54,6 +59,38 @@ async def forward(
         )
         too_large.force_close()  # the rest of the body is not read for nothing
         return too_large
+    flight = None
+    if settings.coalesce_queries and not upgrade:
+        key = coalesce.key_of(request, state, exchange, settings, out)
+        if key is not None:
+            flight, leader = state.coalescer.join(key)
+            if not leader:
+                shared = await flight.wait()
+                if shared is not None:
+                    state.metrics.coalesced += 1
+                    exchange.coalesced = shared.request_id
+                    return shared.answer(exchange)
+                flight = None  # it had nothing to share: this one asks on its own
+    if flight is None:
+        return await _exchange(request, state, exchange, settings, pool, out, upgrade, None)
+    try:
+        return await _exchange(request, state, exchange, settings, pool, out, upgrade, flight)
+    finally:
+        flight.share(None)  # when it shared nothing (streamed, cancelled), the others ask
+
+
+async def _exchange(
+    request: web.Request,
+    state: ProxyState,
+    exchange: Exchange,
+    settings: Settings,
+    pool: Pool,
+    out: Outgoing,
+    upgrade: bool,
+    flight: Flight | None,
+) -> web.StreamResponse:
+    """Send the request and pass its answer on; ``flight``: identical queries wait for it."""
+    path = request.raw_path.partition("?")[0]
     try:
         answer = await send(request, state, exchange, settings, pool, out, upgrade)
     except RequestHeadError:  # a CR or LF in a header value: never written into the request
@@ -63,13 +100,15 @@ async def forward(
             # The client left (mid-upload, or before the answer): not the upstream's fault.
             return _client_closed(request, path)
         error = exc if isinstance(exc, UpstreamError) else _lost(settings)
+        if flight is not None:
+            flight.failed(error, exchange.request_id)
         return _failed(request, state, path, error)
     async with answer:
         head = answer.head
         headers = head.headers
         switched = headers.get("Upgrade", "") if head.status == 101 else None
         drop_hop_by_hop(headers)  # what is left is passed on to the client
-        if not head.ascii and (field := _undecodable(head)) is not None:
+        if not head.ascii and (field := undecodable(head)) is not None:
             answer.discard()
             return _failed(request, state, path, _not_relayable(settings, field))
         headers[REQUEST_ID] = exchange.request_id
@@ -85,10 +124,24 @@ async def forward(
                 return _failed(request, state, path, _switched(settings, switched))
             return relayed
         unsent = tuple(name for name in ADDED_WHEN_MISSING if name not in headers)
+        body_bytes = None
         if answer.complete and head.framing is not Framing.NONE:
             # The whole body came with the head (the usual small API answer): one write.
             body_bytes = answer.take()
+        elif flight is not None and head.framing is Framing.LENGTH and head.length <= SHARED:
+            try:  # read whole, so that the identical queries waiting can have it too
+                body_bytes = b"".join([chunk async for chunk in _chunks(answer)])
+            except UpstreamError as exc:
+                answer.discard()
+                flight.failed(exc, exchange.request_id)
+                return _failed(request, state, path, exc)
+        if body_bytes is not None:
             exchange.bytes_out = len(body_bytes)
+            if flight is not None:
+                copy = CIMultiDict(headers)
+                flight.share(
+                    Shared(head.status, head.reason, copy, body_bytes, exchange.request_id)
+                )
             whole = RelayedWhole(
                 status=head.status, reason=head.reason, headers=headers, body=body_bytes
             )
@@ -101,25 +154,9 @@ async def forward(
         return response
 
 
-# What a GraphQL request's body is written in (GraphQL over HTTP; application/graphql of old).
-_GRAPHQL_MEDIA = frozenset({"application/json", "application/graphql"})
-
-
-def _keep_whole(request: web.Request, state: ProxyState, upgrade: bool) -> bool:
-    """Whether a GraphQL POST's body is read whole although it is large (within
-    --max-buffered-body), so that a query can be sent again: small ones always are. Uploads
-    below a GraphQL path (multipart, octet streams) still stream."""
-    length = request.content_length
-    media = (request.headers.get("Content-Type") or "application/json").partition(";")[0]
-    return (
-        length is not None
-        and length > SMALL_BODY
-        and state.settings.retries > 0
-        and not upgrade
-        and request.method == "POST"
-        and media.strip().lower() in _GRAPHQL_MEDIA
-        and graphql_path(request.raw_path.partition("?")[0], state.settings.graphql_paths)
-    )
+async def _chunks(answer: Answer) -> AsyncIterator[bytes]:
+    while chunk := await answer.read():
+        yield chunk
 
 
 def _lost(settings: Settings) -> UpstreamError:
@@ -145,25 +182,6 @@ def _switched(settings: Settings, protocol: str) -> UpstreamError:
     return UpstreamError(
         f"the upstream {settings.upstream} switched to {protocol[:40]!r}, not websocket"
     )
-
-
-def _undecodable(head: Head) -> str | None:
-    """The first field (or the reason phrase) with bytes that are not UTF-8: aiohttp writes
-    text as UTF-8, so such bytes could not reach the client as they came."""
-    if not head.reason.isascii() and _escaped(head.reason):
-        return "the reason phrase"
-    for name, value in head.headers.items():
-        if not value.isascii() and _escaped(value):
-            return f"the header {name}"
-    return None
-
-
-def _escaped(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # a surrogate escape: a byte that was not UTF-8
-        return True
-    return False
 
 
 def _not_relayable(settings: Settings, field: str) -> UpstreamError:

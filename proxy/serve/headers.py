@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from multidict import CIMultiDict, CIMultiDictProxy, MultiMapping
+
+if TYPE_CHECKING:
+    from ..client import Head
 
 # Hop-by-hop fields (RFC 9110 section 7.6.1, plus Keep-Alive and Proxy-Connection, which
 # HTTP/1.0-era clients still send) apply to one connection only and are never forwarded.
@@ -75,3 +80,22 @@ def drop_hop_by_hop(headers: CIMultiDict[str]) -> None:
         names += connection_tokens(headers)
     for name in names:
         headers.popall(name, None)
+
+
+def undecodable(head: Head) -> str | None:
+    """The first field (or the reason phrase) with bytes that are not UTF-8: aiohttp writes
+    text as UTF-8, so such bytes could not reach the client as they came."""
+    if not head.reason.isascii() and _escaped(head.reason):
+        return "the reason phrase"
+    for name, value in head.headers.items():
+        if not value.isascii() and _escaped(value):
+            return f"the header {name}"
+    return None
+
+
+def _escaped(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a surrogate escape: a byte that was not UTF-8
+        return True
+    return False

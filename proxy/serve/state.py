@@ -11,6 +11,7 @@ from ..config.upstreams import route
 from ..ops.clock import ClockSkew
 from ..ops.metrics import Metrics
 from .clients import Clients
+from .flights import Coalescer
 from .throttle import Throttle
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ class ProxyState:
     tunnels: set[Any] = field(default_factory=set, repr=False)
     skew_sampled: float = 0.0  # when the clock offset was last sampled
     throttle: Throttle = field(init=False, repr=False)  # the local limits
+    coalescer: Coalescer = field(default_factory=Coalescer, repr=False)  # queries in flight
 
     # Named upstreams: (mount, their settings, their pool), the longest mount first.
     mounts: tuple[tuple[str, Settings, Pool], ...] = field(default=(), repr=False)
@@ -75,6 +77,7 @@ class Exchange:
     operations: tuple[Operation, ...] | None = None  # GraphQL operations, when the policy looked
     rule: str | None = None  # the policy rule that refused the request
     attempts: int = 1  # times sent upstream: more than one when retried
+    coalesced: str | None = None  # the request id whose answer it shared (--coalesce-queries)
 
     @property
     def client_label(self) -> str:
