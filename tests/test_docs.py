@@ -111,3 +111,21 @@ def test_every_metric_is_documented() -> None:
     for family in families:
         suffix = "_total" if family.type == "counter" else ""
         assert f"`{family.name}{suffix}" in documented, family.name
+
+
+def test_every_error_code_the_proxy_answers_is_documented() -> None:
+    import ast
+
+    codes: set[str] = set()
+    for module in (ROOT / "proxy").rglob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "id", getattr(node.func, "attr", "")) == "error_response"
+                and len(node.args) >= 2
+                and isinstance(node.args[1], ast.Constant)
+            ):
+                codes.add(node.args[1].value)
+    assert {"rate_limited", "shutting_down", "shutdown_deadline", "header_timeout"} <= codes
+    documented = (ROOT / "docs" / "errors.md").read_text()
+    assert not {code for code in codes if f"`{code}`" not in documented}

@@ -53,6 +53,16 @@ def _climbs(raw_path: str) -> bool:
 
 def admit(request: web.Request, state: ProxyState) -> Client | web.Response:
     """The client asking, or the answer refusing the request before anything is read."""
+    if state.draining:
+        # On a connection kept alive as the proxy began to stop: refused before anything is
+        # sent upstream, so that the client can safely send it again (elsewhere, or later).
+        response = error_response(
+            503,
+            "shutting_down",
+            "the proxy is shutting down; the request was not forwarded: retry it",
+        )
+        response.force_close()
+        return response
     if request.version not in _VERSIONS:
         # aiohttp's parser takes "HTTP/2.0" and HTTP/0.9's bare "GET /": neither is the
         # HTTP/1.x this proxy speaks and forwards (RFC 9110 section 15.6.6).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import re
@@ -129,6 +130,15 @@ async def handle(state: ProxyState, request: web.Request) -> web.StreamResponse:
                 exchange.bytes_out = len(response.body)  # type: ignore[arg-type]
         return response
     finally:
+        deadline = state.drain_deadline  # on the loop's clock
+        if (
+            status == CLIENT_CLOSED
+            and deadline is not None
+            and asyncio.get_running_loop().time() >= deadline
+        ):
+            # Unanswered when the shutdown deadline came: cut by the proxy (a 503 when nothing
+            # was sent yet), not left by its client.
+            status, code = 503, "shutdown_deadline"
         seconds = time.perf_counter() - started
         state.metrics.in_flight -= 1
         state.metrics.observe(request.method, status, seconds, exchange.upstream_seconds)

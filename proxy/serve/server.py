@@ -128,6 +128,7 @@ class ProxyService:
         # first head is late: hence not before the head's own deadline, which answers 408).
         server = ProxyServer(
             functools.partial(handle, self.state),
+            state=self.state,
             limits=self.limits,
             access_log=None,
             auto_decompress=False,
@@ -178,22 +179,27 @@ class ProxyService:
             self.addresses = [f"http://{Listen(a[0], a[1])}" for a in self._runner.addresses]
         return self.addresses
 
-    async def _end_websockets(self) -> None:
+    async def _end_websockets(self, deadline: float) -> None:
         """Open WebSockets get the shutdown timeout too, then a close 1001 (going away)."""
         loop = asyncio.get_running_loop()
-        deadline = self.state.drain_deadline = loop.time() + self.settings.shutdown_timeout
         while self.state.tunnels and loop.time() < deadline:
             await asyncio.sleep(min(0.05, deadline - loop.time()))
         for relay in list(self.state.tunnels):
             relay.going_away()
 
     async def stop(self) -> None:
-        """Stop accepting, let in-flight requests finish (up to the shutdown timeout), close."""
+        """Stop accepting, let in-flight requests finish (up to the shutdown timeout), close.
+
+        One deadline for all: requests still in progress then are cut (a 503 where none of the
+        answer was sent), WebSockets closed; aiohttp's own timeouts only back it up.
+        """
         self.state.draining = True
+        deadline = asyncio.get_running_loop().time() + self.settings.shutdown_timeout
+        self.state.drain_deadline = deadline
         if self._descriptors is not None:
             self._descriptors.remove()
             self._descriptors = None
-        closer = asyncio.ensure_future(self._end_websockets())
+        closer = asyncio.ensure_future(self._end_websockets(deadline))
         try:
             if self._runner is not None:
                 await self._runner.cleanup()
