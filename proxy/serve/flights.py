@@ -14,7 +14,6 @@ from .responses import ADDED_WHEN_MISSING, RelayedWhole, error_response
 
 if TYPE_CHECKING:
     from ..errors import UpstreamError
-    from .state import Exchange
 
 # What makes two requests the same question: the upstream, the profile that signs, the method,
 # path and query, the body, its Content-Type, and the user the account acts as (X-R3-User).
@@ -34,17 +33,16 @@ class Shared:
     request_id: str  # the request that got it from the upstream
     code: str | None = None  # the proxy's own error code, when it is one of its answers
 
-    def answer(self, exchange: Exchange) -> web.Response:
+    def answer(self, request_id: str) -> web.Response:
         """The same answer for another request, with its own request id."""
         if self.code is not None:
             return error_response(self.status, self.code, self.body.decode())
         headers = CIMultiDict(self.headers)
-        headers[REQUEST_ID] = exchange.request_id
+        headers[REQUEST_ID] = request_id
         whole = RelayedWhole(
             status=self.status, reason=self.reason, headers=headers, body=self.body
         )
         whole.unsent = tuple(name for name in ADDED_WHEN_MISSING if name not in headers)
-        exchange.bytes_out = len(self.body)
         return whole
 
 

@@ -69,7 +69,7 @@ async def forward(
                 if shared is not None:
                     state.metrics.coalesced += 1
                     exchange.coalesced = shared.request_id
-                    return shared.answer(exchange)
+                    return shared.answer(exchange.request_id)
                 flight = None  # it had nothing to share: this one asks on its own
     if flight is None:
         return await _exchange(request, state, exchange, settings, pool, out, upgrade, None)
