@@ -32,8 +32,9 @@ class UpstreamError(ProxyError):
 
     status = 502
     code = "upstream_error"
-    # Whether any byte of an answer had arrived when it failed (set by the pool): before one,
-    # a safe request may be sent again.
+    # Set by the pool: whether the connection was open, and whether any byte of an answer had
+    # arrived, when it failed. Before any byte, a safe request may be sent again.
+    connected = False
     answered = False
 
     def __init__(self, message: str) -> None:

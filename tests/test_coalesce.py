@@ -133,4 +133,47 @@ async def test_a_large_answer_is_not_shared_but_still_answered(
     results = await asyncio.gather(*(ask(client) for _ in range(3)))
     assert [status for status, _, _ in results] == [200] * 3
     assert all(len(body) > 2 * 1024 * 1024 for _, body, _ in results)
-    assert len(upstream.received) >= 2  # the first streamed its own; the others asked again
+    # Each answer is streamed to its own client, and says so as it begins: whoever waited
+    # asks again then, and in the end every request has reached the upstream.
+    assert len(upstream.received) == 3
+
+
+async def test_any_forwarded_header_that_differs_keeps_requests_apart(
+    make_proxy: ProxyFactory, upstream: FakeUpstream
+) -> None:
+    upstream.respond = Slow()
+    client = await make_proxy(coalesce_queries="true")
+    await asyncio.gather(
+        ask(client, **{"Accept-Encoding": "gzip"}),
+        ask(client, **{"Accept-Encoding": "identity"}),
+        ask(client, **{"X_R3_User": "someone@example.com"}),  # the CGI spelling, forwarded
+        ask(client, **{"Accept-Language": "de"}),
+    )
+    assert len(upstream.received) == 4
+    assert await coalesced(client) == 0
+
+
+async def test_waiting_queries_take_no_place_under_the_concurrency_cap(
+    make_proxy: ProxyFactory, upstream: FakeUpstream
+) -> None:
+    upstream.respond = Slow()
+    client = await make_proxy(
+        coalesce_queries="true", max_upstream_concurrency="1", queue_timeout="0.2"
+    )
+    results = await asyncio.gather(*(ask(client) for _ in range(5)))
+    assert [status for status, _, _ in results] == [200] * 5
+    assert len(upstream.received) == 1
+
+
+async def test_the_answer_is_shared_even_when_the_first_client_left(
+    make_proxy: ProxyFactory, upstream: FakeUpstream
+) -> None:
+    upstream.respond = Slow()
+    client = await make_proxy(coalesce_queries="true")
+    leaving = asyncio.create_task(asyncio.wait_for(ask(client), 0.2))
+    await asyncio.sleep(0.05)
+    results = await asyncio.gather(*(ask(client) for _ in range(4)))
+    with pytest.raises(asyncio.TimeoutError):
+        await leaving
+    assert [status for status, _, _ in results] == [200] * 4
+    assert len(upstream.received) == 1

@@ -123,6 +123,41 @@ async def test_the_concurrency_cap_queues_and_times_out(
     assert held.arrived == 3
 
 
+async def test_each_worker_enforces_its_share_of_the_cap(make_proxy: ProxyFactory) -> None:
+    client = await make_proxy(max_upstream_concurrency="5", workers="2")
+    assert client.service.state.throttle.cap == 2
+
+
+async def test_a_queued_client_that_leaves_gives_no_place_away(
+    make_proxy: ProxyFactory, upstream: FakeUpstream
+) -> None:
+    upstream.respond = held = Held()
+    client = await make_proxy(max_upstream_concurrency="1", queue_timeout="0.5")
+    first = asyncio.create_task(send(client))
+    while held.arrived < 1:
+        await asyncio.sleep(0.01)
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(send(client), 0.1)  # queued, then gone
+    held.release.set()
+    assert (await first)[0] == 200
+    await asyncio.sleep(0.6)
+    # The one place is free again: requests one after another all pass.
+    assert [(await send(client))[0] for _ in range(3)] == [200] * 3
+
+
+async def test_a_client_section_can_turn_the_proxy_rate_off(
+    make_proxy: ProxyFactory, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    (tmp_path / "a.token").write_text("token-of-a-0001\n")
+    config = tmp_path / "proxy.ini"
+    config.write_text(
+        f"[proxy]\nrate_limit = 1/min\n"
+        f"[client.a]\ntoken_file = {tmp_path / 'a.token'}\nrate_limit = off\n"
+    )
+    client = await make_proxy(config=str(config))
+    assert [(await send(client, "token-of-a-0001"))[0] for _ in range(3)] == [200] * 3
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -147,7 +182,8 @@ def test_a_wrong_limit_in_a_client_section_names_it(
 def test_rates_are_read_and_shared_between_workers() -> None:
     settings = resolve({"rate-limit": "600/min", "workers": "4"}, {})
     assert settings.rate_limit == Rate(10.0, 10, "600/min")
-    assert settings.rate_limit.share(4) == Rate(2.5, 3, "600/min")
+    assert settings.rate_limit.share(4) == Rate(2.5, 2, "600/min")  # 10 at once in all
+    assert settings.rate_limit.share(20) == Rate(0.5, 1, "600/min")  # each keeps one
     assert resolve({"rate-limit": "1/h"}, {}).rate_limit == Rate(1 / 3600, 1, "1/h")
     with pytest.raises(ConfigError, match="--burst: a burst needs a rate limit"):
         resolve({"burst": "3"}, {})

@@ -555,6 +555,19 @@ async def test_the_first_request_on_a_skewed_machine_is_repaired_and_answered(
     assert len(upstream.received) == 3
 
 
+async def test_a_request_is_repaired_once_only(
+    make_proxy: ProxyFactory, upstream: FakeUpstream, logs: pytest.LogCaptureFixture
+) -> None:
+    # A skewed clock and a key the API does not know: corrected and sent once more, refused
+    # again for the key, and passed on; never a loop.
+    skew_upstream(upstream, 120)
+    upstream.keys = {"SOMEONEELSE000000000": b"another secret, 16 bytes or more"}
+    client = await make_proxy()
+    assert await statuses(client, 1) == [401]
+    assert [r.reason for r in upstream.received] == ["unknown keyId", "unknown keyId"]
+    assert "attempts=2" in access_lines(logs)[0]["line"]
+
+
 async def test_correction_stops_when_the_upstream_clock_is_right_again(
     make_proxy: ProxyFactory, upstream: FakeUpstream, logs: pytest.LogCaptureFixture
 ) -> None:
@@ -603,6 +616,7 @@ async def test_refusal_hints_without_a_clock_problem(
     upstream.respond = forbidden
     client = await make_proxy()
     assert await statuses(client, 1) == [403]
+    assert len(upstream.received) == 1  # the clock is right: a refusal is not sent again
     hint = access_lines(logs)[-1]["hint"]
     assert "clock" not in hint
     assert hint.index("profile") < hint.index("disabled")

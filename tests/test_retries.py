@@ -17,6 +17,7 @@ from fake_upstream import FakeUpstream, Received
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
+from test_proxy import closed_port
 
 from proxy.policy.retry import BACKOFF_CAP, backoff, retry_after
 
@@ -96,6 +97,13 @@ async def test_a_query_is_retried_after_429_and_503_and_answered(
     assert "attempts=3" in access(logs)[-1] and " 200 " in access(logs)[-1]
     assert await metric(client, "remoteit_proxy_upstream_retries_total", reason="throttled") == 1
     assert await metric(client, "remoteit_proxy_upstream_retries_total", reason="unavailable") == 1
+    assert_no_connection_held(client)
+
+
+def assert_no_connection_held(client: ProxyClient) -> None:
+    """Every answer not passed on was released: no upstream connection is left in use."""
+    pool = client.service.state.pool
+    assert pool is not None and pool.in_use == 0
 
 
 async def test_a_rest_get_is_retried_and_a_rest_post_is_not(
@@ -110,6 +118,84 @@ async def test_a_rest_get_is_retried_and_a_rest_post_is_not(
     status, _, _ = await post(client, b"{}", "/apv/v27/device/connect")
     assert status == 503
     assert len(upstream.received) == 3
+
+
+@pytest.mark.parametrize("method", ["HEAD", "OPTIONS"])
+async def test_head_and_options_are_retried(
+    make_proxy: ProxyFactory, upstream: FakeUpstream, method: str
+) -> None:
+    upstream.respond = Script((429, {"Retry-After": "0"}))
+    client = await make_proxy()
+    async with client.request(method, "/apv/v27/device") as response:
+        assert response.status == 200
+    assert len(upstream.received) == 2
+
+
+@pytest.mark.parametrize(
+    ("target", "kwargs"),
+    [
+        # Frameworks that honour a method override would run a DELETE.
+        ("/apv/v27/device/1", {"headers": {"X-HTTP-Method-Override": "DELETE"}}),
+        ("/graphql/v1?query=%7Bx%7D", {"headers": {"X-HTTP-Method": "POST"}}),
+        # A server may read a GET's body as the document: the query string is not all.
+        ("/graphql/v1?query=%7Bx%7D", {"data": MUTATION}),
+    ],
+)
+async def test_a_request_that_may_be_more_than_its_method_says_is_not_retried(
+    make_proxy: ProxyFactory, upstream: FakeUpstream, target: str, kwargs: dict[str, Any]
+) -> None:
+    upstream.respond = Script((503, {"Retry-After": "0"}))
+    client = await make_proxy()
+    async with client.get(target, **kwargs) as response:
+        assert response.status == 503
+    assert len(upstream.received) == 1
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "soon", "1.5", "-1", ""])
+async def test_a_retry_after_not_understood_falls_back_to_backoff(
+    make_proxy: ProxyFactory, upstream: FakeUpstream, value: str
+) -> None:
+    # "\u00b2" (a superscript two) passes str.isdigit, and was a 500 that kept the connection.
+    upstream.respond = Script((503, {"Retry-After": value}))
+    client = await make_proxy()
+    assert (await post(client))[0] == 200
+    assert len(upstream.received) == 2
+    assert_no_connection_held(client)
+
+
+async def test_a_slow_answer_is_not_sent_again_but_a_refused_connection_is(
+    make_proxy: ProxyFactory, upstream: FakeUpstream
+) -> None:
+    async def slow(request: web.Request, received: Received) -> web.StreamResponse:
+        await asyncio.sleep(1)
+        return web.json_response({})
+
+    upstream.respond = slow
+    client = await make_proxy(read_timeout="0.3")
+    assert (await post(client))[0] == 504  # the upstream may be busy with it: not twice
+    assert len(upstream.received) == 1
+    closed = await make_proxy(upstream=f"http://127.0.0.1:{closed_port()}")
+    status, body, _ = await post(closed)
+    assert (status, json.loads(body)["error"]["code"]) == (502, "upstream_unreachable")
+    assert await metric(closed, "remoteit_proxy_upstream_retries_total", reason="connection") == 2
+
+
+async def test_no_retry_once_the_proxy_begins_to_stop(
+    make_proxy: ProxyFactory, upstream: FakeUpstream
+) -> None:
+    upstream.respond = Script((503, {"Retry-After": "10"}))
+    client = await make_proxy(shutdown_timeout="5")
+    asked = asyncio.create_task(post(client))
+    while not upstream.received:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)  # waiting to retry
+    started = time.monotonic()
+    stopping = asyncio.create_task(client.service.stop())
+    status, body, headers = await asked
+    assert (status, headers["Retry-After"]) == (503, "10")  # the upstream's, passed on
+    assert time.monotonic() - started < 1
+    assert len(upstream.received) == 1
+    await stopping
 
 
 async def test_a_mutation_is_never_retried(

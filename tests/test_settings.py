@@ -599,3 +599,13 @@ def test_bad_value_in_config_file_is_ignored_when_overridden(tmp_path: Path) -> 
     assert resolve({"config": str(path), "log-level": "error"}, {}).log_level == "error"
     environ = {"REMOTEIT_PROXY_LOG_LEVEL": "debug"}
     assert resolve({"config": str(path)}, environ).log_level == "debug"
+
+
+@pytest.mark.parametrize(
+    "option", ["workers", "max-connections", "retries", "max-upstream-concurrency", "burst"]
+)
+def test_a_count_in_other_digits_is_refused_with_a_message(option: str) -> None:
+    # "\u00b2" (a superscript two) passes str.isdigit; int() then raised ValueError, a traceback.
+    extra = {"rate-limit": "1/s"} if option == "burst" else {}
+    message = config_error({option: "\u00b2", **extra})
+    assert message.startswith(f"--{option}: '\u00b2' is not a number")

@@ -151,7 +151,7 @@ class Pool:
                         conn.sent()
                 return Answer(self, conn, await conn.response())
             except UpstreamError as exc:
-                exc.answered = conn.received
+                exc.connected, exc.answered = True, conn.received
                 self.release(conn)
                 # A kept connection the upstream closed as we sent, unanswered: a new one.
                 if isinstance(exc, UpstreamClosed) and reused and replayable and not exc.answered:

@@ -42,7 +42,8 @@ class ClientConfig:
     token: str = field(repr=False)
     profile: str
     policy: Policy
-    rate: Rate | None = None  # None: the proxy's --rate-limit, if any
+    rate: Rate | None = None
+    rate_given: bool = False  # False: the proxy's --rate-limit applies (True with None: off)
 
 
 @dataclass(frozen=True)
@@ -190,7 +191,7 @@ def parse_client(
         burst = parse_count_or_auto(section["burst"].strip(), f"{where} burst")
         rate = with_burst(rate, burst, f"{where} burst")
     chosen = section.get("profile", profile).strip() or profile
-    return ClientConfig(name, token, chosen, policy, rate)
+    return ClientConfig(name, token, chosen, policy, rate, "rate_limit" in section)
 
 
 def _fields(value: str, origin: str) -> frozenset[str]:

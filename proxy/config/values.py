@@ -15,6 +15,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 SCHEMES = ("cavage", "rfc9421")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 _TOKEN = re.compile(r"[\x21-\x7e]+")
+_DIGITS = re.compile(r"[0-9]+")  # str.isdigit takes "²", which int() refuses
 
 
 def parse_seconds(value: str, origin: str) -> float:
@@ -43,7 +44,7 @@ def parse_count_or_auto(value: str, origin: str) -> int | None:
     """A whole number from 1 up, or ``auto`` (None): the caller works the number out."""
     if value.lower() == "auto":
         return None
-    if not value.isdigit() or int(value) < 1:
+    if not _DIGITS.fullmatch(value) or int(value) < 1:
         raise ConfigError(f"{origin}: {value!r} is not a number from 1 up, or auto")
     return int(value)
 
@@ -52,13 +53,14 @@ def parse_count_or_off(value: str, origin: str) -> int | None:
     """A whole number from 1 up, or ``off`` (also 0): no limit."""
     if value.lower() in ("off", "0", "none"):
         return None
-    if not value.isdigit():
+    if not _DIGITS.fullmatch(value):
         raise ConfigError(f"{origin}: {value!r} is not a number from 1 up, or off")
     return int(value)
 
 
 def parse_retries(value: str, origin: str) -> int:
-    if not value.isdigit() or int(value) > 10:
+    """A number of retries from 0 (none) to 10."""
+    if not _DIGITS.fullmatch(value) or int(value) > 10:
         raise ConfigError(f"{origin}: {value!r} is not a number of retries from 0 (off) to 10")
     return int(value)
 
@@ -165,7 +167,7 @@ def parse_token(value: str, origin: str) -> str:
 
 
 def parse_workers(value: str, origin: str) -> int:
-    if not value.isdigit() or not 1 <= int(value) <= 64:
+    if not _DIGITS.fullmatch(value) or not 1 <= int(value) <= 64:
         raise ConfigError(f"{origin}: {value!r} is not a number of processes from 1 to 64")
     return int(value)
 

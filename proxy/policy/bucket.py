@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 
@@ -15,10 +14,11 @@ class Rate:
     text: str  # as written (``10/s``), for messages
 
     def share(self, parts: int) -> Rate:
-        """One of ``parts`` equal shares (a worker's), the burst rounded up to at least 1."""
+        """One of ``parts`` equal shares (a worker's), the burst rounded down but at least 1:
+        together the shares never pass the whole unless the burst is under ``parts``."""
         if parts == 1:
             return self
-        return Rate(self.per_second / parts, max(1, math.ceil(self.burst / parts)), self.text)
+        return Rate(self.per_second / parts, max(1, self.burst // parts), self.text)
 
 
 class TokenBucket:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 
@@ -17,6 +18,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # out without any of them retrying at once.
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 8.0
+_SECONDS = re.compile(r"[0-9]+")  # delay-seconds = 1*DIGIT, ASCII only (str.isdigit is wider)
 
 
 def retry_after(value: str | None, now: float) -> float | None:
@@ -26,7 +28,7 @@ def retry_after(value: str | None, now: float) -> float | None:
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
+    if _SECONDS.fullmatch(value):
         return float(value)
     try:
         when = parsedate_to_datetime(value)

@@ -52,8 +52,7 @@ async def _answer(
         return refused
     client = exchange.client
     assert client is not None, "an admitted request has a client"
-    throttle = state.throttle
-    if throttle.active and (over := throttle.over_rate(client)) is not None:
+    if state.throttle.rated and (over := state.throttle.over_rate(client)) is not None:
         if not request.content.at_eof():
             over.force_close()  # its body is not read
         return over
@@ -62,17 +61,7 @@ async def _answer(
         answer = await gate(request, state, client.policy, exchange)
     if answer is not None:
         return answer
-    if not throttle.active or upgrade is not None:  # an open WebSocket holds no place
-        return await forward(request, state, exchange, upgrade is not None)
-    queued = await throttle.enter(client)
-    if queued is not None:
-        if not request.content.at_eof():
-            queued.force_close()
-        return queued
-    try:
-        return await forward(request, state, exchange)
-    finally:
-        throttle.leave()
+    return await forward(request, state, exchange, upgrade is not None)
 
 
 def _logged_path(raw_path: str) -> str:

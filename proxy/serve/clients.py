@@ -14,14 +14,13 @@ from ..keys.profiles import ACCESS_KEY_ID, SECRET_ACCESS_KEY
 from ..keys.reload import CredentialsWatcher
 from ..policy.bucket import Rate
 from ..policy.rules import Policy
+from .headers import METHOD_OVERRIDES
 
 # Under a policy: X-R3-User (act as another user of the account), also as CGI-style servers
 # spell it, unless the policy allows it; and the method overrides some frameworks honour, with
 # which a read-only GET could become a DELETE.
 _USER_HEADERS = frozenset({b"x-r3-user", b"x_r3_user"})
-_METHOD_OVERRIDES = frozenset(
-    {b"x-http-method-override", b"x-http-method", b"x-method-override", b"x_http_method_override"}
-)
+_METHOD_OVERRIDES = frozenset(name.lower().encode() for name in METHOD_OVERRIDES)
 
 
 @dataclass(frozen=True)
@@ -89,7 +88,8 @@ class Clients:
             if settings.read_only and not policy.read_only:
                 policy = Policy(True, policy.graphql, policy.rest, policy.allow_user_header)
             watcher = self.watchers[config.profile]
-            rate = config.rate or settings.rate_limit  # --rate-limit: every client's default
+            # --rate-limit is the default of a client whose section says nothing of it.
+            rate = config.rate if config.rate_given else settings.rate_limit
             client = Client(config.name, watcher, policy if policy.active else None, rate)
             self._by_token[_digest(config.token.encode())] = client
         self.all = [self.default] if self.default else list(self._by_token.values())

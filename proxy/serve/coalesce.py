@@ -8,6 +8,7 @@ from aiohttp import web
 
 from .flights import Key
 from .gate import graphql_path, operations
+from .headers import overrides_method
 from .outgoing import SMALL_BODY, forwarded_content_type
 
 if TYPE_CHECKING:
@@ -21,6 +22,8 @@ def key_of(
 ) -> Key | None:
     """What the request asks, if it may share an answer: a GraphQL request, sent whole and
     small, whose every operation is a query; None otherwise."""
+    if overrides_method(request.headers) or (request.method != "POST" and request.body_exists):
+        return None  # not what its method and document say it is (see attempts._safe)
     body = out.body
     if body is not None and not isinstance(body, bytes):
         return None
@@ -45,6 +48,12 @@ def key_of(
         return None
     client = exchange.client
     assert client is not None, "a request is forwarded for a client"
-    user = None if b"x-r3-user" in client.policy_drop else request.headers.get("X-R3-User")
+    # Every header line forwarded (X-R3-User, Accept-Encoding...) but the request id, which is
+    # each request's own, and the Content-Type signed: any of them may change the answer.
+    lines = b"\n".join(line for line in out.lines if not line.startswith(_REQUEST_ID_LINE))
+    lines += b"\nContent-Type: " + out.content_type.encode("utf-8", "surrogateescape")
     profile = client.credentials.current.profile
-    return (str(settings.upstream), profile, method + " " + raw, body, content_type or "", user)
+    return (str(settings.upstream), profile, method + " " + out.target, lines, body)
+
+
+_REQUEST_ID_LINE = b"X-Request-Id:"

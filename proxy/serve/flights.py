@@ -15,9 +15,9 @@ from .responses import ADDED_WHEN_MISSING, RelayedWhole, error_response
 if TYPE_CHECKING:
     from ..errors import UpstreamError
 
-# What makes two requests the same question: the upstream, the profile that signs, the method,
-# path and query, the body, its Content-Type, and the user the account acts as (X-R3-User).
-Key = tuple[str, str, str, bytes, str, str | None]
+# What makes two requests the same question: the upstream, the profile that signs, the method
+# and target, the header lines forwarded (Content-Type, X-R3-User...) and the body.
+Key = tuple[str, str, str, bytes, bytes]
 # The largest answer shared: a bigger one is streamed to its own client only.
 SHARED_ANSWER = 1024 * 1024
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 from multidict import CIMultiDict
 
-from ..client import Answer, Framing
+from ..client import Framing
 from ..errors import RequestHeadError, UpstreamClosed, UpstreamError
 from . import coalesce, websocket
 from .attempts import keep_whole, send
@@ -17,6 +16,7 @@ from .flights import SHARED_ANSWER as SHARED
 from .flights import Shared
 from .headers import REQUEST_ID, drop_hop_by_hop, undecodable
 from .outgoing import BodyTooLarge, build_upstream_request
+from .relay import client_gone, read_whole, relay
 from .responses import (
     ADDED_WHEN_MISSING,
     CLIENT_CLOSED,
@@ -27,7 +27,7 @@ from .responses import (
 )
 
 if TYPE_CHECKING:
-    from ..client import Pool
+    from ..client import Head, Pool
     from ..config.settings import Settings
     from .flights import Flight
     from .outgoing import Outgoing
@@ -64,19 +64,33 @@ async def forward(
         key = coalesce.key_of(request, state, exchange, settings, out)
         if key is not None:
             flight, leader = state.coalescer.join(key)
-            if not leader:
+            if not leader:  # it waits without a place under the cap: it sends nothing
                 shared = await flight.wait()
                 if shared is not None:
                     state.metrics.coalesced += 1
                     exchange.coalesced = shared.request_id
                     return shared.answer(exchange.request_id)
                 flight = None  # it had nothing to share: this one asks on its own
-    if flight is None:
-        return await _exchange(request, state, exchange, settings, pool, out, upgrade, None)
+    throttle = state.throttle
+    held = False
+    if throttle.cap is not None and not upgrade:  # an open WebSocket holds no place
+        client = exchange.client
+        assert client is not None, "a request is forwarded for a client"
+        queued = await throttle.enter(client)
+        if queued is not None:
+            if flight is not None:
+                flight.share(None)
+            if not request.content.at_eof():
+                queued.force_close()  # its body is not read for nothing
+            return queued
+        held = True
     try:
         return await _exchange(request, state, exchange, settings, pool, out, upgrade, flight)
     finally:
-        flight.share(None)  # when it shared nothing (streamed, cancelled), the others ask
+        if flight is not None:
+            flight.share(None)  # when it shared nothing (streamed, cancelled), the others ask
+        if held:
+            throttle.leave()
 
 
 async def _exchange(
@@ -96,7 +110,7 @@ async def _exchange(
     except RequestHeadError:  # a CR or LF in a header value: never written into the request
         return error_response(400, "bad_request", "a header value contains CR or LF")
     except (UpstreamError, ConnectionError) as exc:
-        if _client_gone(request):
+        if client_gone(request):
             # The client left (mid-upload, or before the answer): not the upstream's fault.
             return _client_closed(request, path)
         error = exc if isinstance(exc, UpstreamError) else _lost(settings)
@@ -112,7 +126,9 @@ async def _exchange(
             answer.discard()
             return _failed(request, state, path, _not_relayable(settings, field))
         headers[REQUEST_ID] = exchange.request_id
-        if _client_gone(request):  # it left while the upstream was answering
+        if client_gone(request):  # it left while the upstream was answering
+            if flight is not None and answer.complete and head.framing is not Framing.NONE:
+                flight.share(_shared(head, headers, answer.take(), exchange))  # still of use
             answer.discard()
             return _client_closed(request, path)
         if switched is not None:  # only ever to a request sent with ``upgrade``
@@ -130,7 +146,7 @@ async def _exchange(
             body_bytes = answer.take()
         elif flight is not None and head.framing is Framing.LENGTH and head.length <= SHARED:
             try:  # read whole, so that the identical queries waiting can have it too
-                body_bytes = b"".join([chunk async for chunk in _chunks(answer)])
+                body_bytes = await read_whole(answer)
             except UpstreamError as exc:
                 answer.discard()
                 flight.failed(exc, exchange.request_id)
@@ -138,25 +154,23 @@ async def _exchange(
         if body_bytes is not None:
             exchange.bytes_out = len(body_bytes)
             if flight is not None:
-                copy = CIMultiDict(headers)
-                flight.share(
-                    Shared(head.status, head.reason, copy, body_bytes, exchange.request_id)
-                )
+                flight.share(_shared(head, headers, body_bytes, exchange))
             whole = RelayedWhole(
                 status=head.status, reason=head.reason, headers=headers, body=body_bytes
             )
             whole.unsent = unsent
             return whole
+        if flight is not None:
+            flight.share(None)  # streamed to this client only: the others ask now, not after
         response = Relayed(status=head.status, reason=head.reason, headers=headers)
         response.unsent = unsent
         await response.prepare(request)
-        exchange.bytes_out, exchange.aborted = await _relay(request, answer, response, path)
+        exchange.bytes_out, exchange.aborted = await relay(request, answer, response, path)
         return response
 
 
-async def _chunks(answer: Answer) -> AsyncIterator[bytes]:
-    while chunk := await answer.read():
-        yield chunk
+def _shared(head: Head, headers: CIMultiDict[str], body: bytes, exchange: Exchange) -> Shared:
+    return Shared(head.status, head.reason, CIMultiDict(headers), body, exchange.request_id)
 
 
 def _lost(settings: Settings) -> UpstreamError:
@@ -191,46 +205,6 @@ def _not_relayable(settings: Settings, field: str) -> UpstreamError:
     )
 
 
-def _client_gone(request: web.Request) -> bool:
-    return request.transport is None or request.transport.is_closing()
-
-
 def _client_closed(request: web.Request, path: str) -> web.Response:
     log.info("%s %s: the client closed the connection", request.method, path)
     return error_response(CLIENT_CLOSED, "client_closed", "the client closed the connection")
-
-
-async def _relay(
-    request: web.Request, answer: Answer, response: web.StreamResponse, path: str
-) -> tuple[int, int | None]:
-    """Copy the upstream body to the client chunk by chunk, as it arrives.
-
-    Returns the bytes copied and, when the copy broke off, the status to log for it:
-    499 when the client left, 502 when the upstream did.
-    """
-    size = 0
-    try:
-        while chunk := await answer.read():
-            size += len(chunk)
-            await response.write(chunk)
-        await response.write_eof()
-    except (UpstreamError, ConnectionError) as exc:
-        # One side broke mid-body. Abort the client connection rather than end the body
-        # cleanly, so that a truncated answer can never look complete (no last chunk, short
-        # Content-Length); the upstream connection is closed too, never reused.
-        client_left = _client_gone(request)
-        level = logging.INFO if client_left else logging.WARNING
-        who = "the client closed the connection" if client_left else "the upstream broke off"
-        log.log(
-            level,
-            "%s %s: transfer aborted mid-body: %s (%s)",
-            request.method,
-            path,
-            who,
-            exc.code if isinstance(exc, UpstreamError) else "connection lost",
-        )
-        answer.discard()
-        if request.transport is not None:
-            request.transport.abort()
-        return size, CLIENT_CLOSED if client_left else 502
-    return size, None

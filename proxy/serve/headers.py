@@ -99,3 +99,18 @@ def _escaped(text: str) -> bool:
     except UnicodeEncodeError:  # a surrogate escape: a byte that was not UTF-8
         return True
     return False
+
+
+# Method overrides some frameworks honour, with which a GET could become a DELETE: a request
+# carrying one is never taken for what its method says (its policy drops them too).
+METHOD_OVERRIDES = (
+    "X-HTTP-Method-Override",
+    "X-HTTP-Method",
+    "X-Method-Override",
+    "X_HTTP_Method_Override",
+)
+
+
+def overrides_method(headers: MultiMapping[str]) -> bool:
+    """Whether the request asks, by a header, to be taken for another method."""
+    return any(name in headers for name in METHOD_OVERRIDES)

@@ -23,7 +23,8 @@ class Throttle:
     """The limits of one proxy process.
 
     With ``--workers N`` every worker enforces its share (1/N of each rate, burst and cap,
-    rounded up): together they never pass a limit, and nothing is shared between processes.
+    rounded down but at least 1), sharing nothing with the others: together they never pass
+    a limit, unless a burst or cap is under N (each worker keeps one).
     """
 
     def __init__(
@@ -44,14 +45,11 @@ class Throttle:
             if client.rate is not None
         }
         cap = settings.max_upstream_concurrency
-        self.cap = math.ceil(cap / workers) if cap else None
+        self.cap = max(1, cap // workers) if cap else None
         self._slots = asyncio.Semaphore(self.cap) if self.cap else None
         self._queue_timeout = settings.queue_timeout
-
-    @property
-    def active(self) -> bool:
-        """Whether any limit is set (else the request path skips this step)."""
-        return bool(self._buckets) or self._slots is not None
+        # Read for every request: whether there are rates to check (else that step is skipped).
+        self.rated = bool(self._buckets)
 
     def over_rate(self, client: Client) -> web.Response | None:
         """The 429 for a client over its rate (it takes a token otherwise); None to go on."""
