@@ -15,15 +15,12 @@ from ..policy.retry import (
     CLOCK,
     CONNECTION,
     RETRY_STATUSES,
-    SAFE_METHODS,
     backoff,
     retry_after,
     within_budget,
 )
 from . import websocket
-from .gate import GRAPHQL_METHODS, graphql_path, operations
-from .headers import overrides_method
-from .outgoing import SMALL_BODY, forwarded_content_type
+from .replay import safe_to_repeat
 
 if TYPE_CHECKING:
     from ..client import Answer, Head, Pool
@@ -37,7 +34,51 @@ _LOOK = 0.25
 _WAITED, _GONE, _STOPPING = "waited", "gone", "stopping"
 
 
-async def send(
+# The statuses that get a second look: a refusal (the clock?) or "not now" (a retry?).
+_LOOK_AGAIN = frozenset({401, 403, *RETRY_STATUSES})
+# One attempt: the header lines sent, the time signed, our clock and perf counter at sending.
+Attempt = tuple[list[bytes], float, float, float]
+
+
+def begin(
+    state: ProxyState,
+    exchange: Exchange,
+    settings: Settings,
+    out: Outgoing,
+    method: str,
+    upgrade: bool,
+) -> Attempt:
+    """Sign an attempt with the current key and time; the caller sends it at once."""
+    client = exchange.client
+    assert client is not None, "a request is forwarded for a client"
+    skew = state.skew
+    creds = exchange.signed_with = client.credentials.current
+    signed = skew.now()
+    lines = out.signed(settings, creds, method, signed)
+    if upgrade:
+        lines += websocket.UPGRADE_LINES
+    exchange.signed_corrected = skew.correcting
+    return lines, signed, skew.clock(), time.perf_counter()
+
+
+def landed(state: ProxyState, exchange: Exchange, attempt: Attempt, answer: Answer) -> bool:
+    """Take note of an answer's head (its time; the clock, from its Date); whether it needs a
+    second look (``resend``): most answers do not."""
+    _, _, sent, started = attempt
+    exchange.upstream_seconds = time.perf_counter() - started
+    head = answer.head
+    status = head.status
+    skew = state.skew
+    received = skew.clock()
+    # One sample a second is plenty for a settled estimate. Refusals, and every answer while
+    # correcting, are looked at: a clock that is off (or fixed) shows there.
+    if received - state.skew_sampled >= 1.0 or status in (401, 403) or skew.correcting:
+        state.skew_sampled = received
+        skew.observe(head.headers.get("Date"), sent, received, head.headers.get("Age"))
+    return status in _LOOK_AGAIN
+
+
+async def resend(
     request: web.Request,
     state: ProxyState,
     exchange: Exchange,
@@ -45,57 +86,37 @@ async def send(
     pool: Pool,
     out: Outgoing,
     upgrade: bool,
+    attempt: Attempt,
+    outcome: Answer | UpstreamError,
 ) -> Answer:
-    """The answer to ``out``, sent once or, when that is safe and the upstream said "not now",
-    again, each time signed with the current key and a fresh Date.
+    """After a first attempt that failed or needs a second look (``landed``): the answer to
+    pass on, sending again while that is safe and the upstream said "not now", each time
+    signed with the current key and a fresh Date.
 
-    Raises as ``Pool.request`` does; ConnectionError when the client left during a wait.
+    Raises the failure when it is not sent again; ConnectionError when the client left during
+    a wait.
     """
     client = exchange.client
     assert client is not None, "a request is forwarded for a client"
     skew = state.skew
     first = time.monotonic()
-    safe: bool | None = None  # decided when first needed: most requests never need it
+    safe: bool | None = None  # decided when first needed
     repaired = False
     while True:
-        creds = exchange.signed_with = client.credentials.current
-        signed = skew.now()
-        lines = out.signed(settings, creds, request.method, signed)
-        if upgrade:
-            lines += websocket.UPGRADE_LINES
-        exchange.signed_corrected = skew.correcting
-        sent, started = skew.clock(), time.perf_counter()
-        answer: Answer | None = None
-        failure: UpstreamError | None = None
+        answer = outcome if not isinstance(outcome, UpstreamError) else None
+        failure = outcome if isinstance(outcome, UpstreamError) else None
         wait: float | None = None
-        try:
-            answer = await pool.request(
-                request.method,
-                out.target,
-                lines,
-                out.body,
-                out.length,
-                zero_length=settings.signs_length,
-                upgrade=upgrade,
-            )
-        except UpstreamError as exc:
-            if settings.retries == 0 or not _failed_before_answer(exc):
-                raise
-            failure, reason = exc, CONNECTION
         try:  # from here ``answer`` is released on any way out but returning it
-            if answer is not None:
-                exchange.upstream_seconds = time.perf_counter() - started
+            if failure is not None:
+                if settings.retries == 0 or not _failed_before_answer(failure):
+                    raise failure
+                reason = CONNECTION
+            else:
+                assert answer is not None
                 head = answer.head
-                status = head.status
-                received = skew.clock()
-                # One sample a second is plenty for a settled estimate. Refusals, and every
-                # answer while correcting, are looked at: a clock that is off (or fixed) shows.
-                if received - state.skew_sampled >= 1.0 or status in (401, 403) or skew.correcting:
-                    state.skew_sampled = received
-                    date = head.headers.get("Date")
-                    skew.observe(date, sent, received, head.headers.get("Age"))
-                if status in (401, 403):
-                    date = head.headers.get("Date")
+                if head.status in (401, 403):
+                    _, signed, sent, _ = attempt
+                    date, received = head.headers.get("Date"), skew.clock()
                     if (
                         not repaired
                         and out.replayable
@@ -109,16 +130,21 @@ async def send(
                         answer = None
                         state.metrics.retry(CLOCK)
                         exchange.attempts += 1
+                        attempt, outcome = await _again(
+                            state, exchange, settings, pool, out, request.method, upgrade
+                        )
                         continue
                     # A command's key may have been revoked or renewed: run it again.
-                    client.credentials.refused(creds)
+                    refused = exchange.signed_with
+                    assert refused is not None, "an attempt is signed"
+                    client.credentials.refused(refused)
                     return answer
-                reason = RETRY_STATUSES.get(status, "")
+                reason = RETRY_STATUSES.get(head.status, "")
                 if not reason or settings.retries == 0:
                     return answer
                 wait = retry_after(head.headers.get("Retry-After"), _answer_time(head, skew.now()))
             if safe is None:
-                safe = _safe(request, state, exchange, out, upgrade)
+                safe = safe_to_repeat(request, state, exchange, out, upgrade)
             retried = exchange.attempts - 1 - repaired
             if wait is None:
                 wait = backoff(retried + 1, _uniform)
@@ -141,11 +167,42 @@ async def send(
                 answer = None
             state.metrics.retry(reason)
             exchange.attempts += 1
+            attempt, outcome = await _again(
+                state, exchange, settings, pool, out, request.method, upgrade
+            )
         except BaseException:
             if answer is not None:
                 answer.discard()
                 answer.release()
             raise
+
+
+async def _again(
+    state: ProxyState,
+    exchange: Exchange,
+    settings: Settings,
+    pool: Pool,
+    out: Outgoing,
+    method: str,
+    upgrade: bool,
+) -> tuple[Attempt, Answer | UpstreamError]:
+    """One more attempt, and what came of it (an answer that needs no second look returns
+    from ``resend`` as it is: ``landed`` says)."""
+    attempt = begin(state, exchange, settings, out, method, upgrade)
+    try:
+        answer = await pool.request(
+            method,
+            out.target,
+            attempt[0],
+            out.body,
+            out.length,
+            zero_length=settings.signs_length,
+            upgrade=upgrade,
+        )
+    except UpstreamError as exc:
+        return attempt, exc
+    landed(state, exchange, attempt, answer)
+    return attempt, answer
 
 
 def _failed_before_answer(error: UpstreamError) -> bool:
@@ -163,26 +220,6 @@ def _last(answer: Answer | None, failure: UpstreamError | None) -> Answer:
         assert failure is not None, "an attempt ends in an answer or a failure"
         raise failure
     return answer
-
-
-# What a GraphQL request's body is written in (GraphQL over HTTP; application/graphql of old).
-_GRAPHQL_MEDIA = frozenset({"application/json", "application/graphql"})
-
-
-def keep_whole(request: web.Request, state: ProxyState, upgrade: bool) -> bool:
-    """Whether a GraphQL POST's body is read whole although it is large (within
-    --max-buffered-body), so that a query can be sent again: small ones always are. Uploads
-    below a GraphQL path (multipart, octet streams) still stream."""
-    length = request.content_length
-    if length is None or length <= SMALL_BODY or request.method != "POST":
-        return False
-    media = (request.headers.get("Content-Type") or "application/json").partition(";")[0]
-    return (
-        state.settings.retries > 0
-        and not upgrade
-        and media.strip().lower() in _GRAPHQL_MEDIA
-        and graphql_path(request.raw_path.partition("?")[0], state.settings.graphql_paths)
-    )
 
 
 def _answer_time(head: Head, fallback: float) -> float:
@@ -217,33 +254,3 @@ async def _pause(request: web.Request, state: ProxyState, wait: float) -> str:
         if left <= 0:
             return _WAITED
         await asyncio.sleep(min(left, _LOOK))
-
-
-def _safe(
-    request: web.Request, state: ProxyState, exchange: Exchange, out: Outgoing, upgrade: bool
-) -> bool:
-    """Whether the request may be sent again: it changes nothing (RFC 9110 section 9.2.1: a
-    REST GET, HEAD or OPTIONS; GraphQL whose every operation is a query) and its body is at
-    hand, not streamed. A mutation, a streamed body or a WebSocket is never sent twice."""
-    if upgrade or not out.replayable or overrides_method(request.headers):
-        return False
-    method = request.method
-    path, _, query = request.raw_path.partition("?")
-    if not graphql_path(path, state.settings.graphql_paths):
-        return method in SAFE_METHODS
-    if method != "POST" and request.body_exists:
-        return False  # a server may read a GET's body as the document, which is not parsed
-    if method == "OPTIONS":
-        return True  # runs no operation
-    if method not in GRAPHQL_METHODS:
-        return False
-    found = exchange.operations
-    if found is None:
-        from ..policy.graphql import BadGraphQL  # loaded only when a retry is weighed
-
-        body = out.body if isinstance(out.body, bytes) else b""
-        try:
-            found = operations(method, query, forwarded_content_type(request), body)
-        except BadGraphQL:
-            return False
-    return bool(found) and all(op.type == "query" for op in found)

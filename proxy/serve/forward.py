@@ -11,12 +11,13 @@ from multidict import CIMultiDict
 from ..client import Framing
 from ..errors import RequestHeadError, UpstreamClosed, UpstreamError
 from . import coalesce, websocket
-from .attempts import keep_whole, send
+from .attempts import begin, landed, resend
 from .flights import SHARED_ANSWER as SHARED
 from .flights import Shared
 from .headers import REQUEST_ID, drop_hop_by_hop, undecodable
 from .outgoing import BodyTooLarge, build_upstream_request
 from .relay import client_gone, read_whole, relay
+from .replay import keep_whole
 from .responses import (
     ADDED_WHEN_MISSING,
     CLIENT_CLOSED,
@@ -27,10 +28,8 @@ from .responses import (
 )
 
 if TYPE_CHECKING:
-    from ..client import Head, Pool
+    from ..client import Head
     from ..config.settings import Settings
-    from .flights import Flight
-    from .outgoing import Outgoing
     from .state import Exchange, ProxyState
 
 log = logging.getLogger("proxy.forward")  # the name log lines have always had
@@ -84,89 +83,95 @@ async def forward(
                 queued.force_close()  # its body is not read for nothing
             return queued
         held = True
+    # One frame for the whole exchange (no nested coroutine): this is every request's path.
     try:
-        return await _exchange(request, state, exchange, settings, pool, out, upgrade, flight)
+        try:
+            # The first attempt, inline: a retry's machinery is entered only when needed.
+            attempt = begin(state, exchange, settings, out, request.method, upgrade)
+            try:
+                answer = await pool.request(
+                    request.method,
+                    out.target,
+                    attempt[0],
+                    out.body,
+                    out.length,
+                    zero_length=settings.signs_length,
+                    upgrade=upgrade,
+                )
+            except UpstreamError as exc:
+                answer = await resend(
+                    request, state, exchange, settings, pool, out, upgrade, attempt, exc
+                )
+            else:
+                if landed(state, exchange, attempt, answer):
+                    answer = await resend(
+                        request, state, exchange, settings, pool, out, upgrade, attempt, answer
+                    )
+        except RequestHeadError:  # a CR or LF in a header value: never written into the request
+            return error_response(400, "bad_request", "a header value contains CR or LF")
+        except (UpstreamError, ConnectionError) as exc:
+            if client_gone(request):
+                # The client left (mid-upload, or before the answer): not the upstream's fault.
+                return _client_closed(request, path)
+            error = exc if isinstance(exc, UpstreamError) else _lost(settings)
+            if flight is not None:
+                flight.failed(error, exchange.request_id)
+            return _failed(request, state, path, error)
+        async with answer:
+            head = answer.head
+            headers = head.headers
+            switched = headers.get("Upgrade", "") if head.status == 101 else None
+            drop_hop_by_hop(headers)  # what is left is passed on to the client
+            if not head.ascii and (field := undecodable(head)) is not None:
+                answer.discard()
+                return _failed(request, state, path, _not_relayable(settings, field))
+            headers[REQUEST_ID] = exchange.request_id
+            if client_gone(request):  # it left while the upstream was answering
+                if flight is not None and answer.complete and head.framing is not Framing.NONE:
+                    flight.share(_shared(head, headers, answer.take(), exchange))  # still of use
+                answer.discard()
+                return _client_closed(request, path)
+            if switched is not None:  # only ever to a request sent with ``upgrade``
+                try:
+                    relayed = await websocket.switch(request, state, exchange, answer, switched)
+                except UpstreamError as exc:  # a 101 before the request was all sent
+                    return _failed(request, state, path, exc)
+                if relayed is None:
+                    return _failed(request, state, path, _switched(settings, switched))
+                return relayed
+            unsent = tuple(name for name in ADDED_WHEN_MISSING if name not in headers)
+            body_bytes = None
+            if answer.complete and head.framing is not Framing.NONE:
+                # The whole body came with the head (the usual small API answer): one write.
+                body_bytes = answer.take()
+            elif flight is not None and head.framing is Framing.LENGTH and head.length <= SHARED:
+                try:  # read whole, so that the identical queries waiting can have it too
+                    body_bytes = await read_whole(answer)
+                except UpstreamError as exc:
+                    answer.discard()
+                    flight.failed(exc, exchange.request_id)
+                    return _failed(request, state, path, exc)
+            if body_bytes is not None:
+                exchange.bytes_out = len(body_bytes)
+                if flight is not None:
+                    flight.share(_shared(head, headers, body_bytes, exchange))
+                whole = RelayedWhole(
+                    status=head.status, reason=head.reason, headers=headers, body=body_bytes
+                )
+                whole.unsent = unsent
+                return whole
+            if flight is not None:
+                flight.share(None)  # streamed to this client only: the others ask now, not after
+            response = Relayed(status=head.status, reason=head.reason, headers=headers)
+            response.unsent = unsent
+            await response.prepare(request)
+            exchange.bytes_out, exchange.aborted = await relay(request, answer, response, path)
+            return response
     finally:
         if flight is not None:
             flight.share(None)  # when it shared nothing (streamed, cancelled), the others ask
         if held:
             throttle.leave()
-
-
-async def _exchange(
-    request: web.Request,
-    state: ProxyState,
-    exchange: Exchange,
-    settings: Settings,
-    pool: Pool,
-    out: Outgoing,
-    upgrade: bool,
-    flight: Flight | None,
-) -> web.StreamResponse:
-    """Send the request and pass its answer on; ``flight``: identical queries wait for it."""
-    path = request.raw_path.partition("?")[0]
-    try:
-        answer = await send(request, state, exchange, settings, pool, out, upgrade)
-    except RequestHeadError:  # a CR or LF in a header value: never written into the request
-        return error_response(400, "bad_request", "a header value contains CR or LF")
-    except (UpstreamError, ConnectionError) as exc:
-        if client_gone(request):
-            # The client left (mid-upload, or before the answer): not the upstream's fault.
-            return _client_closed(request, path)
-        error = exc if isinstance(exc, UpstreamError) else _lost(settings)
-        if flight is not None:
-            flight.failed(error, exchange.request_id)
-        return _failed(request, state, path, error)
-    async with answer:
-        head = answer.head
-        headers = head.headers
-        switched = headers.get("Upgrade", "") if head.status == 101 else None
-        drop_hop_by_hop(headers)  # what is left is passed on to the client
-        if not head.ascii and (field := undecodable(head)) is not None:
-            answer.discard()
-            return _failed(request, state, path, _not_relayable(settings, field))
-        headers[REQUEST_ID] = exchange.request_id
-        if client_gone(request):  # it left while the upstream was answering
-            if flight is not None and answer.complete and head.framing is not Framing.NONE:
-                flight.share(_shared(head, headers, answer.take(), exchange))  # still of use
-            answer.discard()
-            return _client_closed(request, path)
-        if switched is not None:  # only ever to a request sent with ``upgrade``
-            try:
-                relayed = await websocket.switch(request, state, exchange, answer, switched)
-            except UpstreamError as exc:  # a 101 before the request was all sent
-                return _failed(request, state, path, exc)
-            if relayed is None:
-                return _failed(request, state, path, _switched(settings, switched))
-            return relayed
-        unsent = tuple(name for name in ADDED_WHEN_MISSING if name not in headers)
-        body_bytes = None
-        if answer.complete and head.framing is not Framing.NONE:
-            # The whole body came with the head (the usual small API answer): one write.
-            body_bytes = answer.take()
-        elif flight is not None and head.framing is Framing.LENGTH and head.length <= SHARED:
-            try:  # read whole, so that the identical queries waiting can have it too
-                body_bytes = await read_whole(answer)
-            except UpstreamError as exc:
-                answer.discard()
-                flight.failed(exc, exchange.request_id)
-                return _failed(request, state, path, exc)
-        if body_bytes is not None:
-            exchange.bytes_out = len(body_bytes)
-            if flight is not None:
-                flight.share(_shared(head, headers, body_bytes, exchange))
-            whole = RelayedWhole(
-                status=head.status, reason=head.reason, headers=headers, body=body_bytes
-            )
-            whole.unsent = unsent
-            return whole
-        if flight is not None:
-            flight.share(None)  # streamed to this client only: the others ask now, not after
-        response = Relayed(status=head.status, reason=head.reason, headers=headers)
-        response.unsent = unsent
-        await response.prepare(request)
-        exchange.bytes_out, exchange.aborted = await relay(request, answer, response, path)
-        return response
 
 
 def _shared(head: Head, headers: CIMultiDict[str], body: bytes, exchange: Exchange) -> Shared:

@@ -1,0 +1,66 @@
+"""Replaying a request: whether it may be sent again, and keeping its body at hand for that."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from ..policy.retry import SAFE_METHODS
+from .gate import GRAPHQL_METHODS, graphql_path, operations
+from .headers import overrides_method
+from .outgoing import SMALL_BODY, forwarded_content_type
+
+if TYPE_CHECKING:
+    from .outgoing import Outgoing
+    from .state import Exchange, ProxyState
+
+
+# What a GraphQL request's body is written in (GraphQL over HTTP; application/graphql of old).
+_GRAPHQL_MEDIA = frozenset({"application/json", "application/graphql"})
+
+
+def keep_whole(request: web.Request, state: ProxyState, upgrade: bool) -> bool:
+    """Whether a GraphQL POST's body is read whole although it is large (within
+    --max-buffered-body), so that a query can be sent again: small ones always are. Uploads
+    below a GraphQL path (multipart, octet streams) still stream."""
+    length = request.content_length
+    if length is None or length <= SMALL_BODY or request.method != "POST":
+        return False
+    media = (request.headers.get("Content-Type") or "application/json").partition(";")[0]
+    return (
+        state.settings.retries > 0
+        and not upgrade
+        and media.strip().lower() in _GRAPHQL_MEDIA
+        and graphql_path(request.raw_path.partition("?")[0], state.settings.graphql_paths)
+    )
+
+
+def safe_to_repeat(
+    request: web.Request, state: ProxyState, exchange: Exchange, out: Outgoing, upgrade: bool
+) -> bool:
+    """Whether the request may be sent again: it changes nothing (RFC 9110 section 9.2.1: a
+    REST GET, HEAD or OPTIONS; GraphQL whose every operation is a query) and its body is at
+    hand, not streamed. A mutation, a streamed body or a WebSocket is never sent twice."""
+    if upgrade or not out.replayable or overrides_method(request.headers):
+        return False
+    method = request.method
+    path, _, query = request.raw_path.partition("?")
+    if not graphql_path(path, state.settings.graphql_paths):
+        return method in SAFE_METHODS
+    if method != "POST" and request.body_exists:
+        return False  # a server may read a GET's body as the document, which is not parsed
+    if method == "OPTIONS":
+        return True  # runs no operation
+    if method not in GRAPHQL_METHODS:
+        return False
+    found = exchange.operations
+    if found is None:
+        from ..policy.graphql import BadGraphQL  # loaded only when a retry is weighed
+
+        body = out.body if isinstance(out.body, bytes) else b""
+        try:
+            found = operations(method, query, forwarded_content_type(request), body)
+        except BadGraphQL:
+            return False
+    return bool(found) and all(op.type == "query" for op in found)
