@@ -15,6 +15,7 @@ import trustme
 from aiohttp.test_utils import TestServer
 from fake_account import AccountUpstream, FakeAccount
 from fake_upstream import FakeUpstream
+from prometheus_client.parser import text_string_to_metric_families
 from yarl import URL
 
 from proxy.config.resolve import resolve
@@ -84,6 +85,17 @@ class ProxyClient:
 
     def post(self, target: str, **kwargs: Any) -> Any:
         return self.request("POST", target, **kwargs)
+
+    async def metric(self, name: str, **labels: str) -> float:
+        """A sample of ``/-/metrics`` by name and labels; 0 when none is shown (a counter
+        with labels appears once counted)."""
+        async with self.get("/-/metrics") as response:
+            text = await response.text()
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and labels.items() <= sample.labels.items():
+                    return float(sample.value)
+        return 0.0
 
 
 ProxyFactory = Callable[..., Awaitable[ProxyClient]]

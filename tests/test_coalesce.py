@@ -11,7 +11,6 @@ import pytest
 from aiohttp import web
 from conftest import ProxyClient, ProxyFactory
 from fake_upstream import FakeUpstream, Received
-from prometheus_client.parser import text_string_to_metric_families
 
 QUERY = json.dumps({"query": "query { devices { total } }"}).encode()
 
@@ -51,16 +50,6 @@ async def ask(
         return response.status, await response.read(), response.headers
 
 
-async def coalesced(client: ProxyClient) -> float:
-    async with client.get("/-/metrics") as response:
-        text = await response.text()
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "remoteit_proxy_coalesced_total":
-                return sample.value
-    raise AssertionError("no remoteit_proxy_coalesced_total")
-
-
 @pytest.mark.parametrize("on", [True, False])
 async def test_twenty_identical_queries_reach_the_upstream_once(
     make_proxy: ProxyFactory, upstream: FakeUpstream, logs: pytest.LogCaptureFixture, on: bool
@@ -80,7 +69,7 @@ async def test_twenty_identical_queries_reach_the_upstream_once(
     lines = [r.getMessage() for r in logs.records if r.name == "proxy.access"]
     assert sorted(line.split(" id=")[1].split()[0] for line in lines) == ids
     assert sum(" coalesced=req-" in line for line in lines) == (19 if on else 0)
-    assert await coalesced(client) == (19 if on else 0)
+    assert await client.metric("remoteit_proxy_coalesced_total") == (19 if on else 0)
     assert slow.count == len(upstream.received)
 
 
@@ -100,7 +89,7 @@ async def test_only_identical_queries_share(
         ask(client, mutation),
     )
     assert len(upstream.received) == 5
-    assert await coalesced(client) == 1
+    assert await client.metric("remoteit_proxy_coalesced_total") == 1
 
 
 async def test_a_query_asked_after_the_answer_is_asked_again(
@@ -150,7 +139,7 @@ async def test_any_forwarded_header_that_differs_keeps_requests_apart(
         ask(client, **{"Accept-Language": "de"}),
     )
     assert len(upstream.received) == 4
-    assert await coalesced(client) == 0
+    assert await client.metric("remoteit_proxy_coalesced_total") == 0
 
 
 async def test_waiting_queries_take_no_place_under_the_concurrency_cap(

@@ -704,42 +704,7 @@ async def test_sigterm_lets_the_request_in_flight_finish(
     upstream.last()
 
 
-async def test_shutdown_timeout_bounds_the_wait_for_a_slow_request(
-    upstream: FakeUpstream, credentials_file: Path, tmp_path: Path
-) -> None:
-    arrived, release = asyncio.Event(), asyncio.Event()
-
-    async def very_slow(request: web.Request, received: Received) -> web.StreamResponse:
-        arrived.set()
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(release.wait(), 5)
-        return web.Response(body=b"too late")
-
-    upstream.respond = very_slow
-    args = ("--listen", "127.0.0.1:0", "--upstream", upstream.url, "--shutdown-timeout", "0.5")
-    try:
-        async with (
-            command(*args, "--credentials", str(credentials_file), home=tmp_path) as proxy,
-            aiohttp.ClientSession() as session,
-        ):
-
-            async def fetch() -> tuple[int, str]:
-                async with session.get(proxy.url + "/very-slow") as response:
-                    return response.status, (await response.json())["error"]["code"]
-
-            async with background(fetch()) as in_flight:
-                await asyncio.wait_for(arrived.wait(), 5)
-                proxy.process.send_signal(signal.SIGTERM)
-                signalled = time.monotonic()
-                code = await asyncio.wait_for(proxy.process.wait(), 5)
-                took = time.monotonic() - signalled
-                assert code == 0
-                assert took < 3, f"exit took {took:.1f}s despite --shutdown-timeout 0.5"
-                # Cut off, not answered by the API: the request had four more seconds to go.
-                # Nothing of its answer had been sent, so its client is told (it was a bare EOF).
-                assert await asyncio.wait_for(in_flight, 3) == (503, "shutdown_deadline")
-    finally:
-        release.set()
+# The shutdown timeout's bound on a slow request: tests/test_shutdown.py.
 
 
 # --- 6. Load -----------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ from conftest import ProxyClient, ProxyFactory
 from fake_upstream import FakeUpstream, Received
 from hypothesis import given
 from hypothesis import strategies as st
-from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.config.resolve import resolve
 from proxy.errors import ConfigError
@@ -30,16 +29,6 @@ async def send(client: ProxyClient, token: str | None = None) -> tuple[int, Any,
         return response.status, await response.json(content_type=None), response.headers
 
 
-async def metric(proxy: ProxyClient, name: str, **labels: str) -> float:
-    async with proxy.get("/-/metrics") as response:
-        text = await response.text()
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and labels.items() <= sample.labels.items():
-                return sample.value
-    return 0.0
-
-
 async def test_a_client_over_its_burst_gets_429_and_nothing_goes_upstream(
     make_proxy: ProxyFactory, upstream: FakeUpstream
 ) -> None:
@@ -51,7 +40,7 @@ async def test_a_client_over_its_burst_gets_429_and_nothing_goes_upstream(
     assert "1/s" in body["error"]["message"] and "burst 3" in body["error"]["message"]
     assert headers["Retry-After"] == "1"
     assert len(upstream.received) == 3
-    assert await metric(client, "remoteit_proxy_rate_limited_total", client="-", limit="rate") == 2
+    assert await client.metric("remoteit_proxy_rate_limited_total", client="-", limit="rate") == 2
 
 
 async def test_the_bucket_refills_at_the_rate(
@@ -81,8 +70,8 @@ async def test_each_client_has_its_own_bucket(
     assert (a, b) == ([200, 200, 429], [200] * 5)  # b has the proxy's 100/s
     status, body, headers = await send(client, "token-of-a-0001")
     assert status == 429 and 25 <= int(headers["Retry-After"]) <= 30  # a token every 30 s
-    assert await metric(client, "remoteit_proxy_rate_limited_total", client="a") == 2
-    assert await metric(client, "remoteit_proxy_rate_limited_total", client="b") == 0
+    assert await client.metric("remoteit_proxy_rate_limited_total", client="a") == 2
+    assert await client.metric("remoteit_proxy_rate_limited_total", client="b") == 0
 
 
 class Held:
@@ -112,12 +101,12 @@ async def test_the_concurrency_cap_queues_and_times_out(
     assert (status, body["error"]["code"], headers["Retry-After"]) == (429, "rate_limited", "1")
     assert "--max-upstream-concurrency" in body["error"]["message"]
     assert held.arrived == 2
-    limited = await metric(client, "remoteit_proxy_rate_limited_total", limit="concurrency")
+    limited = await client.metric("remoteit_proxy_rate_limited_total", limit="concurrency")
     assert limited == 1
     # A request queued when a place frees in time goes on.
     third = asyncio.create_task(send(client))
     await asyncio.sleep(0.1)
-    assert await metric(client, "remoteit_proxy_upstream_queued") == 1
+    assert await client.metric("remoteit_proxy_upstream_queued") == 1
     held.release.set()
     assert [(await task)[0] for task in (*first, third)] == [200, 200, 200]
     assert held.arrived == 3

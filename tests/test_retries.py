@@ -16,7 +16,6 @@ from conftest import ProxyClient, ProxyFactory
 from fake_upstream import FakeUpstream, Received
 from hypothesis import given
 from hypothesis import strategies as st
-from prometheus_client.parser import text_string_to_metric_families
 from test_proxy import closed_port
 
 from proxy.policy.retry import BACKOFF_CAP, backoff, retry_after
@@ -52,16 +51,6 @@ def access(logs: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in logs.records if r.name == "proxy.access"]
 
 
-async def metric(client: ProxyClient, name: str, **labels: str) -> float:
-    async with client.get("/-/metrics") as response:
-        text = await response.text()
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and labels.items() <= sample.labels.items():
-                return sample.value
-    return 0.0
-
-
 async def post(
     client: ProxyClient, body: Any = QUERY, path: str = "/graphql/v1"
 ) -> tuple[int, bytes, Any]:
@@ -95,8 +84,8 @@ async def test_a_query_is_retried_after_429_and_503_and_answered(
     dates = [r.header("Date") for r in upstream.received]
     assert dates[0] != dates[1], "the retry was not signed again with a new Date"
     assert "attempts=3" in access(logs)[-1] and " 200 " in access(logs)[-1]
-    assert await metric(client, "remoteit_proxy_upstream_retries_total", reason="throttled") == 1
-    assert await metric(client, "remoteit_proxy_upstream_retries_total", reason="unavailable") == 1
+    assert await client.metric("remoteit_proxy_upstream_retries_total", reason="throttled") == 1
+    assert await client.metric("remoteit_proxy_upstream_retries_total", reason="unavailable") == 1
     assert_no_connection_held(client)
 
 
@@ -177,7 +166,7 @@ async def test_a_slow_answer_is_not_sent_again_but_a_refused_connection_is(
     closed = await make_proxy(upstream=f"http://127.0.0.1:{closed_port()}")
     status, body, _ = await post(closed)
     assert (status, json.loads(body)["error"]["code"]) == (502, "upstream_unreachable")
-    assert await metric(closed, "remoteit_proxy_upstream_retries_total", reason="connection") == 2
+    assert await closed.metric("remoteit_proxy_upstream_retries_total", reason="connection") == 2
 
 
 async def test_no_retry_once_the_proxy_begins_to_stop(
@@ -299,7 +288,7 @@ async def test_a_connection_lost_before_any_answer_is_retried(
     client = await make_proxy()
     assert (await post(client))[0] == 200
     assert calls == 2
-    assert await metric(client, "remoteit_proxy_upstream_retries_total", reason="connection") == 1
+    assert await client.metric("remoteit_proxy_upstream_retries_total", reason="connection") == 1
     calls = 0
     assert (await post(client, MUTATION))[0] == 502  # a mutation: the failure is told, not retried
     assert calls == 1

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from ..errors import UpstreamError, UpstreamTimeout, UpstreamTLSError
+from ..errors import UpstreamError
 from ..ops.clock import parse_http_date
 from ..policy.retry import (
     CLOCK,
@@ -20,7 +21,7 @@ from ..policy.retry import (
     within_budget,
 )
 from . import websocket
-from .replay import safe_to_repeat
+from .replay import failed_before_answer, safe_to_repeat
 
 if TYPE_CHECKING:
     from ..client import Answer, Head, Pool
@@ -59,6 +60,22 @@ def begin(
         lines += websocket.UPGRADE_LINES
     exchange.signed_corrected = skew.correcting
     return lines, signed, skew.clock(), time.perf_counter()
+
+
+def sending(
+    pool: Pool, settings: Settings, out: Outgoing, attempt: Attempt, method: str, upgrade: bool
+) -> Coroutine[Any, Any, Answer]:
+    """The pool's request for an attempt, to be awaited at once (returned, not awaited here:
+    no coroutine of its own on every request's path)."""
+    return pool.request(
+        method,
+        out.target,
+        attempt[0],
+        out.body,
+        out.length,
+        zero_length=settings.signs_length,
+        upgrade=upgrade,
+    )
 
 
 def landed(state: ProxyState, exchange: Exchange, attempt: Attempt, answer: Answer) -> bool:
@@ -102,13 +119,20 @@ async def resend(
     first = time.monotonic()
     safe: bool | None = None  # decided when first needed
     repaired = False
+    again = ""  # why the request is sent once more at the top of the loop ("": it is not)
     while True:
+        if again:
+            state.metrics.retry(again)
+            exchange.attempts += 1
+            attempt, outcome = await _again(
+                state, exchange, settings, pool, out, request.method, upgrade
+            )
         answer = outcome if not isinstance(outcome, UpstreamError) else None
         failure = outcome if isinstance(outcome, UpstreamError) else None
         wait: float | None = None
         try:  # from here ``answer`` is released on any way out but returning it
             if failure is not None:
-                if settings.retries == 0 or not _failed_before_answer(failure):
+                if settings.retries == 0 or not failed_before_answer(failure):
                     raise failure
                 reason = CONNECTION
             else:
@@ -125,14 +149,9 @@ async def resend(
                     ):
                         # A refused signature ran nothing: any method may be signed again and
                         # sent once more, now that the clock is corrected.
-                        repaired = True
+                        repaired, again = True, CLOCK
                         _drop(answer)
                         answer = None
-                        state.metrics.retry(CLOCK)
-                        exchange.attempts += 1
-                        attempt, outcome = await _again(
-                            state, exchange, settings, pool, out, request.method, upgrade
-                        )
                         continue
                     # A command's key may have been revoked or renewed: run it again.
                     refused = exchange.signed_with
@@ -165,11 +184,7 @@ async def resend(
             if answer is not None:
                 _drop(answer)
                 answer = None
-            state.metrics.retry(reason)
-            exchange.attempts += 1
-            attempt, outcome = await _again(
-                state, exchange, settings, pool, out, request.method, upgrade
-            )
+            again = reason
         except BaseException:
             if answer is not None:
                 answer.discard()
@@ -190,28 +205,11 @@ async def _again(
     from ``resend`` as it is: ``landed`` says)."""
     attempt = begin(state, exchange, settings, out, method, upgrade)
     try:
-        answer = await pool.request(
-            method,
-            out.target,
-            attempt[0],
-            out.body,
-            out.length,
-            zero_length=settings.signs_length,
-            upgrade=upgrade,
-        )
+        answer = await sending(pool, settings, out, attempt, method, upgrade)
     except UpstreamError as exc:
         return attempt, exc
     landed(state, exchange, attempt, answer)
     return attempt, answer
-
-
-def _failed_before_answer(error: UpstreamError) -> bool:
-    """Whether a failure left the request unanswered for want of a connection: not a byte of
-    an answer came, and it was not a certificate refused (that does not change) nor a slow
-    answer (a timeout once connected: the upstream may be busy with it)."""
-    if error.answered or isinstance(error, UpstreamTLSError):
-        return False
-    return not (isinstance(error, UpstreamTimeout) and error.connected)
 
 
 def _last(answer: Answer | None, failure: UpstreamError | None) -> Answer:

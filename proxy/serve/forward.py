@@ -11,7 +11,7 @@ from multidict import CIMultiDict
 from ..client import Framing
 from ..errors import RequestHeadError, UpstreamClosed, UpstreamError
 from . import coalesce, websocket
-from .attempts import begin, landed, resend
+from .attempts import begin, landed, resend, sending
 from .flights import SHARED_ANSWER as SHARED
 from .flights import Shared
 from .headers import REQUEST_ID, drop_hop_by_hop, undecodable
@@ -89,15 +89,7 @@ async def forward(
             # The first attempt, inline: a retry's machinery is entered only when needed.
             attempt = begin(state, exchange, settings, out, request.method, upgrade)
             try:
-                answer = await pool.request(
-                    request.method,
-                    out.target,
-                    attempt[0],
-                    out.body,
-                    out.length,
-                    zero_length=settings.signs_length,
-                    upgrade=upgrade,
-                )
+                answer = await sending(pool, settings, out, attempt, request.method, upgrade)
             except UpstreamError as exc:
                 answer = await resend(
                     request, state, exchange, settings, pool, out, upgrade, attempt, exc

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from ..errors import UpstreamError, UpstreamTimeout, UpstreamTLSError
 from ..policy.retry import SAFE_METHODS
 from .gate import GRAPHQL_METHODS, graphql_path, operations
 from .headers import overrides_method
@@ -64,3 +65,12 @@ def safe_to_repeat(
         except BadGraphQL:
             return False
     return bool(found) and all(op.type == "query" for op in found)
+
+
+def failed_before_answer(error: UpstreamError) -> bool:
+    """Whether a failure left the request unanswered for want of a connection: not a byte of
+    an answer came, and it was not a certificate refused (that does not change) nor a slow
+    answer (a timeout once connected: the upstream may be busy with it)."""
+    if error.answered or isinstance(error, UpstreamTLSError):
+        return False
+    return not (isinstance(error, UpstreamTimeout) and error.connected)
