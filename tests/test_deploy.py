@@ -367,22 +367,17 @@ def test_the_healthcheck_asks_the_health_endpoint_with_python(image: Image) -> N
 
 
 def port_for(listen: str) -> str:
-    """``listen`` itself if its port is free here, else the same host with a free port.
+    """The same host as ``listen`` with a port free here.
 
-    The image's port (8181) may be taken on a developer's machine, by a proxy running there;
-    then, and only then, the test moves to another port. The health checks and probes read
-    the port from REMOTEIT_PROXY_LISTEN, so they follow.
+    Not the image's own port (8181): a proxy may run on it on a developer's machine, and the
+    tests that run the image's command in parallel would take it from each other (one of two
+    failed now and then). The health checks and probes read the port from
+    REMOTEIT_PROXY_LISTEN, so they follow.
     """
     parsed = listen_of(listen)
     with socket.socket() as probe:
-        # As the proxy binds (aiohttp sets SO_REUSEADDR): TIME_WAIT connections do not count.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((parsed.host, parsed.port))
-        except OSError:
-            probe.bind((parsed.host, 0))
-            return f"{parsed.host}:{probe.getsockname()[1]}"
-    return listen
+        probe.bind((parsed.host, 0))
+        return f"{parsed.host}:{probe.getsockname()[1]}"
 
 
 def local(argv: list[str]) -> list[str]:
