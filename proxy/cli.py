@@ -165,14 +165,11 @@ def _command(args: argparse.Namespace, settings: Settings) -> int:
         print(text)
         return EXIT_OK
     from .serve.clients import load_profiles
-    from .serve.workers import run, serve, serve_workers
+    from .serve.workers import serve_main
 
     profiles = load_profiles(settings, os.environ)
     raise_open_file_limit()
-    if settings.workers > 1:
-        return serve_workers(settings, profiles)
-    run(serve(settings, profiles))
-    return EXIT_OK
+    return serve_main(settings, profiles)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

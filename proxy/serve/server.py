@@ -11,7 +11,7 @@ import os
 import socket
 import stat
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from aiohttp import web
 
@@ -21,6 +21,7 @@ from ..errors import ListenError
 from ..keys.credentials import Credentials
 from ..ops.clock import ClockSkew
 from ..ops.metrics import Metrics
+from .activation import Activated
 from .app import handle
 from .clients import Clients
 from .limits import DescriptorWatch, Limits
@@ -84,6 +85,7 @@ class ProxyService:
         clock: Callable[[], float] = time.time,
         reload_interval: float = 1.0,
         reuse_port: bool = False,
+        activated: Sequence[Activated] = (),
     ) -> None:
         environ = os.environ if environ is None else environ
         self.settings = settings
@@ -105,6 +107,7 @@ class ProxyService:
         self._environ = environ
         self._reload_interval = reload_interval
         self._reuse_port = reuse_port
+        self._activated = tuple(activated)  # sockets systemd passed: served instead of --listen
         self._runner: web.BaseRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._unix_inode: int | None = None
@@ -138,19 +141,8 @@ class ProxyService:
         await self._runner.setup()
         listen = self.settings.listen
         try:
-            if listen.unix is not None:
-                sock = bind_unix(listen.unix, self.settings.socket_mode)
-                self._unix_inode = os.stat(listen.unix).st_ino
-                site: web.BaseSite = web.SockSite(self._runner, sock, backlog=BACKLOG)
-            else:
-                site = web.TCPSite(
-                    self._runner,
-                    listen.host,
-                    listen.port,
-                    backlog=BACKLOG,
-                    reuse_port=self._reuse_port or None,
-                )
-            await site.start()
+            for site in self._sites(self._runner):
+                await site.start()
         except OSError as exc:
             await self.stop()
             reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
@@ -173,11 +165,26 @@ class ProxyService:
         for watcher in self.clients.watchers.values():
             watcher.verify = verifier(self.state)  # a changed key is used once the API takes it
             self._tasks.append(asyncio.create_task(watcher.run(self._reload_interval)))
-        if listen.unix is not None:
+        if self._activated:
+            self.addresses = [passed.address for passed in self._activated]
+        elif listen.unix is not None:
             self.addresses = [f"unix:{listen.unix}"]
         else:
             self.addresses = [f"http://{Listen(a[0], a[1])}" for a in self._runner.addresses]
         return self.addresses
+
+    def _sites(self, runner: web.BaseRunner) -> list[web.BaseSite]:
+        """Where to serve: the sockets systemd passed, or --listen's (a unix socket made
+        here, or a TCP address)."""
+        if self._activated:
+            return [web.SockSite(runner, p.sock, backlog=BACKLOG) for p in self._activated]
+        listen = self.settings.listen
+        if listen.unix is not None:
+            sock = bind_unix(listen.unix, self.settings.socket_mode)
+            self._unix_inode = os.stat(listen.unix).st_ino
+            return [web.SockSite(runner, sock, backlog=BACKLOG)]
+        reuse = self._reuse_port or None
+        return [web.TCPSite(runner, listen.host, listen.port, backlog=BACKLOG, reuse_port=reuse)]
 
     async def _end_websockets(self, deadline: float) -> None:
         """Open WebSockets get the shutdown timeout too, then a close 1001 (going away)."""

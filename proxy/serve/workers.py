@@ -9,7 +9,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -18,6 +18,8 @@ from ..config.addresses import Listen
 from ..config.settings import Settings
 from ..errors import ConfigError
 from ..keys.credentials import Credentials
+from ..ops.notify import Notifier
+from .activation import Activated, activated, check_exposure
 from .clients import Client
 from .server import ProxyService
 
@@ -27,27 +29,63 @@ log = logging.getLogger("proxy")
 Profiles = Credentials | Mapping[str, Credentials]
 
 
-async def serve(settings: Settings, credentials: Profiles, worker: int = 0) -> None:
+def serve_main(settings: Settings, credentials: Profiles) -> int:
+    """``serve``: on the sockets systemd passed, or --listen; one process or --workers; the
+    service manager told when it is ready, reloading and stopping."""
+    notifier = Notifier(os.environ)
+    sockets = activated(os.environ)
+    check_exposure(settings, sockets)
+    if settings.workers > 1:
+        if sockets:
+            raise ConfigError(
+                "--workers above 1 cannot share sockets passed by systemd: serve them with one "
+                "process (--workers 1), or let each worker listen on --listen"
+            )
+        return serve_workers(settings, credentials, notifier)
+    run(serve(settings, credentials, notifier=notifier, activated=sockets))
+    return 0
+
+
+async def serve(
+    settings: Settings,
+    credentials: Profiles,
+    worker: int = 0,
+    notifier: Notifier | None = None,
+    activated: Sequence[Activated] = (),
+) -> None:
     """Run the proxy until SIGINT or SIGTERM, then let in-flight requests finish.
 
-    ``worker`` is this process's number (1 to --workers) when there are several, else 0.
+    ``worker`` is this process's number (1 to --workers) when there are several, else 0;
+    ``notifier`` tells the service manager (systemd) how it goes; ``activated``: the sockets
+    it passed, served instead of --listen.
     """
-    service = ProxyService(settings, credentials, reuse_port=settings.workers > 1)
+    service = ProxyService(
+        settings, credentials, reuse_port=settings.workers > 1, activated=activated
+    )
+    notifier = notifier or Notifier({})
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    status = ""
+
+    def reload() -> None:
+        notifier.reloading()
+        service.clients.reload("SIGHUP")  # each key is read again in the background
+        notifier.ready(status)
+
     # Before the start-up line: whoever reads it may signal at once, and the default action
     # of SIGTERM would end the process without draining (exit -15 instead of 0).
     # Windows has no add_signal_handler: there Ctrl+C raises KeyboardInterrupt instead.
     with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
         loop.add_signal_handler(signal.SIGINT, stop.set)
         loop.add_signal_handler(signal.SIGTERM, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, service.clients.reload, "SIGHUP")
+        loop.add_signal_handler(signal.SIGHUP, reload)
     addresses = await service.start()
+    status = f"listening on {', '.join(addresses)}, forwarding to {settings.upstream}"
     log.info(
         "remoteit-proxy %s%s listening on %s, forwarding to %s, %s (%s)",
         __version__,
         f" worker {worker}/{settings.workers} (pid {os.getpid()})" if worker else "",
-        ", ".join(addresses),
+        ", ".join(addresses) + (" (sockets from systemd)" if activated else ""),
         settings.upstream,
         "; ".join(_describe(client) for client in service.clients.all),
         type(asyncio.get_running_loop()).__module__.partition(".")[0],
@@ -57,14 +95,28 @@ async def serve(settings: Settings, credentials: Profiles, worker: int = 0) -> N
             "--allow-unauthenticated: anyone who can reach %s can use your Remote.It account",
             settings.listen,
         )
+    notifier.ready(status)
+    pings = asyncio.create_task(_watchdog(notifier)) if notifier.watchdog else None
     try:
         await stop.wait()
     finally:
+        notifier.stopping()
         log.info(
             "shutting down: finishing requests in flight (up to %gs)", settings.shutdown_timeout
         )
         await service.stop()
+        if pings is not None:
+            pings.cancel()
         log.info("stopped")
+
+
+async def _watchdog(notifier: Notifier) -> None:
+    """Ping at half the manager's limit while the event loop turns (``WatchdogSec=``): a
+    loop stuck for longer gets the service restarted."""
+    assert notifier.watchdog is not None
+    while True:
+        notifier.ping()
+        await asyncio.sleep(notifier.watchdog)
 
 
 def _describe(client: Client) -> str:
@@ -104,7 +156,9 @@ def _reserve_port(listen: Listen) -> tuple[socket.socket, int]:
     return holder, int(holder.getsockname()[1])
 
 
-def serve_workers(settings: Settings, credentials: Profiles) -> int:
+def serve_workers(
+    settings: Settings, credentials: Profiles, notifier: Notifier | None = None
+) -> int:
     """Fork ``--workers`` processes that each listen on the same port with SO_REUSEPORT, so
     the kernel spreads connections over them; forward signals to them; wait for them all.
 
@@ -143,7 +197,13 @@ def serve_workers(settings: Settings, credentials: Profiles) -> int:
             os._exit(code)
         children[pid] = worker
 
+    notifier = notifier or Notifier({})
+    # The workers were started: each takes requests once it listens (a moment from now).
+    notifier.ready(f"{settings.workers} workers on {settings.listen}")
+
     def relay(signum: int, _frame: object) -> None:
+        if signum in (signal.SIGINT, signal.SIGTERM):
+            notifier.stopping()
         for child in children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signum)
