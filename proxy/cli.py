@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .config.argv import parse
-from .config.commandline import COMMAND_OPTIONS
+from .config.commandline import COMMAND_OPTIONS, build_parser
 from .config.options import CONFIG_OPTION, OPTIONS
 from .config.resolve import resolve
 from .config.settings import Settings
@@ -136,6 +136,25 @@ def _exec(args: argparse.Namespace, settings: Settings) -> int:
     return run(run_exec(settings, argv, args.client, os.environ))
 
 
+def _tool(args: argparse.Namespace, settings: Settings) -> int:
+    """``wait``, ``version``, ``completion``: no key, no network but the proxy's own."""
+    if args.command == "version":
+        from .commands.version import version_text
+
+        print(version_text())
+        return EXIT_OK
+    if args.command == "completion":
+        from .commands.completion import completion_script
+
+        print(completion_script(build_parser(), args.shell), end="")
+        return EXIT_OK
+    from .commands.wait import ready_url, wait
+
+    ready, line = wait(ready_url(args.url, settings.listen), args.timeout)
+    print(line, file=sys.stdout if ready else sys.stderr)
+    return EXIT_OK if ready else EXIT_FAILED
+
+
 def _command(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "check":
         return _check(settings)
@@ -145,6 +164,8 @@ def _command(args: argparse.Namespace, settings: Settings) -> int:
         return _rotate(args, settings)
     if args.command == "exec":
         return _exec(args, settings)
+    if args.command in ("wait", "version", "completion"):
+        return _tool(args, settings)
     if args.command == "sign":
         credentials = load_credentials(settings.credentials, settings.profile, os.environ)
         from .commands.check import sign_request

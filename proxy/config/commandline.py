@@ -39,8 +39,12 @@ COMMAND_OPTIONS: dict[str, tuple[str, ...]] = {
     "configure": _STORE,
     "rotate": _CHECK,
     "exec": tuple(option.name for option in OPTIONS if option.name not in _NOT_FOR_EXEC),
+    "wait": ("listen",),  # the proxy to wait for, unless --url says
+    "version": (),
+    "completion": (),
 }
 STORES = ("file", "keychain")
+SHELLS = ("bash", "zsh", "fish")
 COMMANDS = tuple(COMMAND_OPTIONS)
 BY_NAME = {option.name: option for option in OPTIONS}
 
@@ -202,6 +206,26 @@ def build_parser() -> Parser:
     )
     run.add_argument("--client", metavar="NAME", help="use the policy and profile of [client.NAME]")
     run.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS]")
+    waiting = _command(
+        commands,
+        "wait",
+        "wait until a proxy answers /-/ready (exit 0), or the timeout passes (exit 1)",
+        "Ask GET /-/ready of the proxy at --url (default: the --listen address) until it "
+        "answers 200, for scripts and init containers.",
+    )
+    waiting.add_argument("--url", help="http://HOST:PORT or unix:PATH of the proxy")
+    waiting.add_argument(
+        "--timeout", metavar="S", type=_seconds, default=30.0, help="seconds (default 30)"
+    )
+    _command(commands, "version", "print the version", "Print the versions that matter.")
+    shells = _command(
+        commands,
+        "completion",
+        "print a shell completion script",
+        "Print the completion script for SHELL: e.g. 'source <(remoteit-proxy completion "
+        "bash)' in ~/.bashrc, 'remoteit-proxy completion fish | source'.",
+    )
+    shells.add_argument("shell", choices=SHELLS, metavar="SHELL", help="bash, zsh or fish")
     return parser
 
 

@@ -119,6 +119,13 @@ OPTIONS: tuple[Option, ...] = (
         parse_bool,
         is_flag=True,
     ),
+    Option(
+        "admin-endpoints",
+        "false",
+        "answer POST /-/quitquitquit (shut down; with the token when one is set)",
+        parse_bool,
+        is_flag=True,
+    ),
     Option("token", None, "clients must send Authorization: Bearer TOKEN", parse_token, "TOKEN"),
     Option("token-file", None, "read the token from this file", parse_path, "PATH"),
     Option(

@@ -35,6 +35,7 @@ class Settings:
     max_upstream_concurrency: int | None = None
     queue_timeout: float = 10.0
     coalesce_queries: bool = False
+    admin_endpoints: bool = False
     token: str | None = field(default=None, repr=False)
     token_file: Path | None = None
     allow_unauthenticated: bool = False

@@ -1,4 +1,4 @@
-"""The proxy's own endpoints under the reserved prefix ``/-/``: health, readiness, metrics."""
+"""The proxy's own endpoints under the reserved prefix ``/-/``: health, readiness, metrics, quit."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from aiohttp import web
 
 from .. import __version__
 from ..ops.metrics import CONTENT_TYPE
+from .admit import admit
 from .responses import error_response
 
 if TYPE_CHECKING:
@@ -63,16 +64,36 @@ def metrics(state: ProxyState) -> web.Response:
 
 
 ROUTES = {"health": health, "ready": ready, "metrics": metrics}
+QUIT = "quitquitquit"  # as Envoy and cloud-sql-proxy name it, for sidecars in Kubernetes Jobs
+
+
+def quit_asked(request: web.Request, state: ProxyState) -> web.Response:
+    """``POST /-/quitquitquit`` (with --admin-endpoints): start the graceful shutdown, as
+    SIGTERM would; when a token is set, only for a request that presents one, and never for
+    a web page (admit's rules, as for a forwarded request)."""
+    if request.method != "POST":
+        response = error_response(405, "method_not_allowed", f"/-/{QUIT} answers POST only")
+        response.headers["Allow"] = "POST"
+        return response
+    admitted = admit(request, state)
+    if isinstance(admitted, web.Response):
+        return admitted
+    assert state.quit is not None, "serve sets how to stop before it listens"
+    state.quit(f"{request.method} /-/{QUIT}")
+    return web.json_response({"status": "stopping"}, status=202)
 
 
 def is_endpoint(raw_path: str) -> bool:
     """Whether a request is for one of the proxy's own endpoints (not a named upstream's)."""
-    return raw_path.startswith(PREFIX) and raw_path[len(PREFIX) :].partition("?")[0] in ROUTES
+    name = raw_path[len(PREFIX) :].partition("?")[0]
+    return raw_path.startswith(PREFIX) and (name in ROUTES or name == QUIT)
 
 
 def answer(request: web.Request, state: ProxyState) -> web.Response:
     """Answer a ``/-/`` request; these are never forwarded and need no token."""
     name = request.raw_path[len(PREFIX) :].partition("?")[0]
+    if name == QUIT and state.settings.admin_endpoints:
+        return quit_asked(request, state)
     route = ROUTES.get(name)
     if route is None:
         return error_response(

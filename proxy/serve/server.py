@@ -108,6 +108,8 @@ class ProxyService:
         self._reload_interval = reload_interval
         self._reuse_port = reuse_port
         self._activated = tuple(activated)  # sockets systemd passed: served instead of --listen
+        self.stopping = asyncio.Event()  # set to begin the graceful shutdown (serve waits on it)
+        self.state.quit = self.quit
         self._runner: web.BaseRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._unix_inode: int | None = None
@@ -172,6 +174,12 @@ class ProxyService:
         else:
             self.addresses = [f"http://{Listen(a[0], a[1])}" for a in self._runner.addresses]
         return self.addresses
+
+    def quit(self, why: str) -> None:
+        """Begin the graceful shutdown, as SIGTERM does (``why`` is logged)."""
+        if not self.stopping.is_set():
+            log.info("%s: shutting down", why)
+        self.stopping.set()
 
     def _sites(self, runner: web.BaseRunner) -> list[web.BaseSite]:
         """Where to serve: the sockets systemd passed, or --listen's (a unix socket made

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,8 @@ class ProxyState:
     # Open WebSockets, so that shutdown can end them (each has a going_away method).
     tunnels: set[Any] = field(default_factory=set, repr=False)
     skew_sampled: float = 0.0  # when the clock offset was last sampled
+    # Start the graceful shutdown (POST /-/quitquitquit), saying why: set by serve.
+    quit: Callable[[str], None] | None = field(default=None, repr=False)
     throttle: Throttle = field(init=False, repr=False)  # the local limits
     coalescer: Coalescer = field(default_factory=Coalescer, repr=False)  # queries in flight
 

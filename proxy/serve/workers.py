@@ -63,8 +63,17 @@ async def serve(
         settings, credentials, reuse_port=settings.workers > 1, activated=activated
     )
     notifier = notifier or Notifier({})
-    stop = asyncio.Event()
+    stop = service.stopping
     loop = asyncio.get_running_loop()
+    if worker:
+        # One worker asked to quit (POST /-/quitquitquit) stops the service: the parent is
+        # told, and tells every worker.
+        def quit_all(why: str) -> None:
+            service.quit(why)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(os.getppid(), signal.SIGTERM)
+
+        service.state.quit = quit_all
     status = ""
 
     def reload() -> None:
