@@ -206,7 +206,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # exec's child shares the terminal: by default the proxy says only what goes wrong.
         defaults = {"log-level": "warning"} if args.command == "exec" else {}
         serving = args.command in ("serve", "exec")
-        settings = resolve(given, os.environ, serving=serving, used=used, defaults=defaults)
+        # version and completion read no configuration: they work whatever state it is in.
+        reads = args.command not in ("version", "completion")
+        settings = resolve(
+            given, os.environ, serving=serving, used=used, defaults=defaults, read_default=reads
+        )
         setup_logging(settings.log_level, settings.log_format)
         return _command(args, settings)
     except ConfigError as exc:

@@ -185,3 +185,56 @@ def test_zsh_and_fish_scripts_name_every_command(shell: str) -> None:
         flag = "-n" if shell == "zsh" else "--no-execute"
         done = subprocess.run([checker, flag], input=script, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
+
+
+# --- the default config file -----------------------------------------------------------------
+
+
+def test_the_default_config_file_is_read_when_present(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from proxy.config.resolve import resolve
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert resolve({}, {}).config is None  # none there: none read
+    default = tmp_path / ".remoteit" / "proxy.ini"
+    default.parent.mkdir()
+    default.write_text("[proxy]\nretries = 5\n")
+    settings = resolve({}, {})
+    assert (settings.config, settings.retries) == (default, 5)
+    named = tmp_path / "other.ini"
+    named.write_text("[proxy]\nretries = 1\n")
+    assert resolve({"config": str(named)}, {}).retries == 1  # a named file replaces it
+    assert resolve({}, {"REMOTEIT_PROXY_CONFIG": str(named)}).retries == 1
+    assert resolve({}, {}, read_default=False).config is None
+
+
+async def test_the_start_up_line_names_the_default_config_and_version_ignores_it(
+    upstream: FakeUpstream, credentials_file: Path, tmp_path: Path
+) -> None:
+    default = tmp_path / ".remoteit" / "proxy.ini"
+    default.parent.mkdir(exist_ok=True)
+    default.write_text("[proxy]\nread_only = true\n")
+    args = ("--listen", "127.0.0.1:0", "--upstream", upstream.url)
+    async with command(*args, "--credentials", str(credentials_file), home=tmp_path) as proxy:
+        assert f"; config {default}" in proxy.lines[-1]
+        async with aiohttp.ClientSession() as session:
+            mutation = b'{"query":"mutation { deleteDevice(id: \\"x\\") { id } }"}'
+            headers = {"Content-Type": "application/json"}
+            url = proxy.url + "/graphql/v1"
+            async with session.post(url, data=mutation, headers=headers) as response:
+                assert response.status == 403  # read_only from the default file
+        proxy.process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proxy.process.wait(), 10) == 0
+    default.write_text("[proxy]\nno_such_setting = 1\n")
+    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    broken = subprocess.run(
+        [sys.executable, "-m", "proxy", "version"], capture_output=True, text=True, env=env
+    )
+    assert broken.returncode == 0 and broken.stdout.startswith("remoteit-proxy ")
+    check = subprocess.run(
+        [sys.executable, "-m", "proxy", "check"], capture_output=True, text=True, env=env
+    )
+    assert (
+        check.returncode == 2 and str(default) in check.stderr and "no_such_setting" in check.stderr
+    )

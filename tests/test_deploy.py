@@ -876,10 +876,10 @@ async def test_every_path_the_checks_and_probes_ask_is_an_endpoint(
 
 
 def test_the_wheel_the_image_installs_holds_every_module(tmp_path: Path) -> None:
-    # The image installs a wheel built from pyproject.toml, README.md and proxy/ alone (as
-    # the Dockerfile copies them): a package left out of [tool.setuptools] would be missing
-    # there while an editable install still finds it.
-    for name in ("pyproject.toml", "README.md"):
+    # The image installs a wheel built from pyproject.toml, README.md, LICENSE and proxy/
+    # alone (as the Dockerfile copies them): a package left out of [tool.setuptools] would be
+    # missing there while an editable install still finds it.
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(ROOT / name, tmp_path / name)
     shutil.copytree(
         ROOT / "proxy", tmp_path / "proxy", ignore=shutil.ignore_patterns("__pycache__")
@@ -906,3 +906,6 @@ def test_the_wheel_the_image_installs_holds_every_module(tmp_path: Path) -> None
     inside = {name for name in zipfile.ZipFile(wheel).namelist() if name.endswith(".py")}
     modules = {path.relative_to(ROOT).as_posix() for path in (ROOT / "proxy").rglob("*.py")}
     assert modules <= inside, sorted(modules - inside)
+    # The MIT licence pyproject.toml declares travels with the wheel.
+    names = zipfile.ZipFile(wheel).namelist()
+    assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names), names

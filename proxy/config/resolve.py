@@ -18,6 +18,11 @@ from .values import with_burst
 _KNOWN = frozenset(option.key for option in OPTIONS)
 
 
+def default_config_path() -> Path:
+    """``~/.remoteit/proxy.ini``, next to the credentials file: read when it exists."""
+    return default_credentials_path().with_name("proxy.ini")
+
+
 def read_config_file(path: Path) -> dict[str, str]:
     """The ``[proxy]`` section of a config file; unknown keys are errors, not ignored."""
     return read_config(path, _KNOWN).values
@@ -43,6 +48,7 @@ def resolve(
     serving: bool = True,
     used: Collection[str] | None = None,
     defaults: Mapping[str, str] | None = None,
+    read_default: bool = True,
 ) -> Settings:
     """Resolve every option: command line > environment > config file > defaults.
 
@@ -50,7 +56,8 @@ def resolve(
     ``serving`` False skips what only serving needs: the token, the client sections and the
     listener's exposure check. ``used`` names the options a command reads (None: all); the
     others keep their defaults, so that a value meant for ``serve`` cannot stop ``check``.
-    ``defaults`` replaces some options' defaults (by name) for one command.
+    ``defaults`` replaces some options' defaults (by name) for one command. ``read_default``
+    False reads no config file unless one is named (not even ``~/.remoteit/proxy.ini``).
     """
     defaults = defaults or {}
     config_path: Path | None = None
@@ -58,6 +65,8 @@ def resolve(
         config_path = Path(cli["config"]).expanduser()
     elif environ.get(CONFIG_OPTION.env):
         config_path = Path(environ[CONFIG_OPTION.env]).expanduser()
+    elif read_default and (home_config := default_config_path()).is_file():
+        config_path = home_config  # read when present, as ~/.remoteit/credentials is
     config = read_config(config_path, _KNOWN) if config_path is not None else None
     from_file = config.values if config is not None else {}
 

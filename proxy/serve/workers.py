@@ -91,13 +91,14 @@ async def serve(
     addresses = await service.start()
     status = f"listening on {', '.join(addresses)}, forwarding to {settings.upstream}"
     log.info(
-        "remoteit-proxy %s%s listening on %s, forwarding to %s, %s (%s)",
+        "remoteit-proxy %s%s listening on %s, forwarding to %s, %s (%s)%s",
         __version__,
         f" worker {worker}/{settings.workers} (pid {os.getpid()})" if worker else "",
         ", ".join(addresses) + (" (sockets from systemd)" if activated else ""),
         settings.upstream,
         "; ".join(_describe(client) for client in service.clients.all),
         type(asyncio.get_running_loop()).__module__.partition(".")[0],
+        f"; config {settings.config}" if settings.config is not None else "",
     )
     if settings.token is None and not settings.listen.is_loopback:
         log.warning(
