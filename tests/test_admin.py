@@ -238,3 +238,17 @@ async def test_the_start_up_line_names_the_default_config_and_version_ignores_it
     assert (
         check.returncode == 2 and str(default) in check.stderr and "no_such_setting" in check.stderr
     )
+
+
+async def test_the_start_up_line_lists_the_named_upstreams(
+    upstream: FakeUpstream, credentials_file: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "proxy.ini"
+    config.write_text("[upstream.events]\nurl = http://127.0.0.1:9/ws\nmount = /events\n")
+    args = ("--listen", "127.0.0.1:0", "--upstream", upstream.url, "--config", str(config))
+    async with command(*args, "--credentials", str(credentials_file), home=tmp_path) as proxy:
+        line = proxy.lines[-1]
+        expected = f"forwarding to {upstream.url} and http://127.0.0.1:9/ws at /-/to/events"
+        assert f"{expected} and /events, " in line, line
+        proxy.process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proxy.process.wait(), 10) == 0

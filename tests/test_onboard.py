@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import errno
 import io
@@ -15,7 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from conftest import DEVELOPER_KEY, KEY_ID, SECRET, SECRET_B64
+from fake_upstream import FakeUpstream, Received
 from test_cli import base_env
 from test_proxy import closed_port
 
@@ -642,6 +645,55 @@ def test_configure_on_a_terminal_with_standard_output_redirected(tmp_path: Path)
     assert "Access key ID" not in result and "Secret access key" not in result
     assert "Run 'remoteit-proxy check'" not in result and SECRET_B64 not in result
     assert loaded(tmp_path / ".remoteit" / "credentials", "ci") == (KEY_ID, SECRET, None)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="pseudo-terminals are POSIX only")
+@pytest.mark.parametrize("where", ["environment", "config file"])
+async def test_configures_offered_check_uses_the_upstream_settings_check_uses(
+    tmp_path: Path, upstream: FakeUpstream, where: str
+) -> None:
+    """The upstream named in the environment or the config file is the one asked, as by
+    ``check`` (an offer that ignored them checked the real API instead)."""
+
+    async def account(request: web.Request, received: Received) -> web.StreamResponse:
+        login = {"email": "you@example.com", "apiKey": {"key": DEVELOPER_KEY}}
+        return web.json_response({"data": {"login": login}})
+
+    upstream.respond = account
+    env = base_env(tmp_path)
+    if where == "environment":
+        env["REMOTEIT_PROXY_UPSTREAM"] = upstream.url
+    else:
+        (tmp_path / ".remoteit").mkdir()
+        (tmp_path / ".remoteit" / "proxy.ini").write_text(f"[proxy]\nupstream = {upstream.url}\n")
+    master, slave = os.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "proxy", "configure", "--profile", "ci"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        start_new_session=True,
+    )
+    os.close(slave)
+    screen = Screen(master)
+    try:
+        await asyncio.to_thread(screen.answer, "Access key ID: ", KEY_ID)
+        await asyncio.to_thread(screen.answer, "Secret access key (not shown): ", SECRET_B64)
+        # (no developer key asked for: the account's is fetched from the same upstream)
+        await asyncio.to_thread(screen.answer, "Run 'remoteit-proxy check' now? [Y/n] ", "y")
+        code = await asyncio.to_thread(process.wait, 30)
+        while await asyncio.to_thread(screen.read, 0.1):
+            pass
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(master)
+    assert code == 0, screen.shown
+    assert upstream.received, "the check did not reach the configured upstream"
+    assert all(r.verified for r in upstream.received)
+    assert f"upstream  {upstream.url}" in screen.shown and "you@example.com" in screen.shown
 
 
 # --- messages name the real source of a value, with advice that fits it ------------------------

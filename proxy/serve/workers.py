@@ -95,7 +95,7 @@ async def serve(
         __version__,
         f" worker {worker}/{settings.workers} (pid {os.getpid()})" if worker else "",
         ", ".join(addresses) + (" (sockets from systemd)" if activated else ""),
-        settings.upstream,
+        f"{settings.upstream}{_named(settings)}",
         "; ".join(_describe(client) for client in service.clients.all),
         type(asyncio.get_running_loop()).__module__.partition(".")[0],
         f"; config {settings.config}" if settings.config is not None else "",
@@ -127,6 +127,13 @@ async def _watchdog(notifier: Notifier) -> None:
     while True:
         notifier.ping()
         await asyncio.sleep(notifier.watchdog)
+
+
+def _named(settings: Settings) -> str:
+    """The named upstreams in the start-up line: each one's origin and where clients reach it."""
+    return "".join(
+        f" and {named.upstream} at {' and '.join(named.mounts)}" for named in settings.upstreams
+    )
 
 
 def _describe(client: Client) -> str:
