@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from .config.argv import parse
@@ -155,7 +156,9 @@ def _tool(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK if ready else EXIT_FAILED
 
 
-def _command(args: argparse.Namespace, settings: Settings) -> int:
+def _command(
+    args: argparse.Namespace, settings: Settings, reread: Callable[[], Settings] | None = None
+) -> int:
     if args.command == "check":
         return _check(settings)
     if args.command in ("import", "configure"):
@@ -186,11 +189,11 @@ def _command(args: argparse.Namespace, settings: Settings) -> int:
         print(text)
         return EXIT_OK
     from .serve.clients import load_profiles
-    from .serve.workers import serve_main
+    from .serve.supervisor import serve_main
 
     profiles = load_profiles(settings, os.environ)
     raise_open_file_limit()
-    return serve_main(settings, profiles)
+    return serve_main(settings, profiles, reread)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -212,7 +215,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             given, os.environ, serving=serving, used=used, defaults=defaults, read_default=reads
         )
         setup_logging(settings.log_level, settings.log_format)
-        return _command(args, settings)
+        # serve reads its configuration again on SIGHUP, as it was read now.
+        reread = functools.partial(
+            resolve, given, os.environ, serving=serving, used=used, defaults=defaults
+        )
+        return _command(args, settings, reread)
     except ConfigError as exc:
         print(f"remoteit-proxy: error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

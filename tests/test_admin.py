@@ -252,3 +252,15 @@ async def test_the_start_up_line_lists_the_named_upstreams(
         assert f"{expected} and /events, " in line, line
         proxy.process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proxy.process.wait(), 10) == 0
+
+
+def test_wait_for_a_unix_socket_where_there_are_none_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from proxy.commands.wait import ready_url
+    from proxy.config.addresses import Listen
+    from proxy.errors import ConfigError
+
+    monkeypatch.delattr(socket, "AF_UNIX")
+    with pytest.raises(ConfigError, match="this system has no unix sockets"):
+        ready_url("unix:/run/p.sock", Listen("127.0.0.1", 8181))

@@ -37,6 +37,11 @@ def ready_url(url: str | None, listen: Listen) -> str:
     if url is None:
         return f"unix:{listen.unix}" if listen.unix is not None else f"http://{listen}"
     if url.startswith("unix:"):
+        if not hasattr(socket, "AF_UNIX"):
+            raise ConfigError(
+                f"--url: {url!r}: this system has no unix sockets; give the proxy's "
+                "http://HOST:PORT"
+            )
         return url
     parts = urlsplit(url)
     if parts.scheme != "http" or not parts.hostname:

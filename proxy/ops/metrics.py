@@ -18,6 +18,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # Why the proxy closed a slow client's connection: its head (408), its body, or its answer.
 TIMEOUT_REASONS = ("header", "body", "answer")
+CONFIG_RESULTS = ("success", "unchanged", "error")  # of a config reload (SIGHUP)
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -58,6 +59,7 @@ class Metrics(Collector):
         self.retries: dict[str, int] = {}  # by reason (policy.retry): a few fixed labels
         self.limited: dict[tuple[str, str], int] = {}  # (client, limit): bounded, from config
         self.coalesced = 0
+        self.config_reloads = dict.fromkeys(CONFIG_RESULTS, 0)
         self.queued = 0  # requests waiting for --max-upstream-concurrency
         self.duration = _Histogram()
         self.upstream_duration = _Histogram()
@@ -95,6 +97,10 @@ class Metrics(Collector):
         """A request refused by a local limit: ``limit`` is ``rate`` or ``concurrency``."""
         key = (client, limit)
         self.limited[key] = self.limited.get(key, 0) + 1
+
+    def config_reload(self, result: str) -> None:
+        """A config reload on SIGHUP: ``result`` is one of CONFIG_RESULTS."""
+        self.config_reloads[result] += 1
 
     def client_timeout(self, reason: str) -> None:
         """A slow client's connection closed: ``reason`` is one of TIMEOUT_REASONS."""
@@ -139,6 +145,12 @@ class Metrics(Collector):
         for result in ("success", "error"):
             reloads.add_metric([result], self._reloads().get(result, 0))
         yield reloads
+        configs = CounterMetricFamily(
+            "remoteit_proxy_config_reloads", "Config reloads (SIGHUP) by result", labels=["result"]
+        )
+        for result, count in self.config_reloads.items():
+            configs.add_metric([result], count)
+        yield configs
         yield from self._connections()
         yield from self._resilience()
         yield GaugeMetricFamily(

@@ -68,10 +68,16 @@ class Clients:
     """The clients of one proxy and the credential watchers behind them (one per profile)."""
 
     def __init__(
-        self, settings: Settings, profiles: Mapping[str, Credentials], environ: Mapping[str, str]
+        self,
+        settings: Settings,
+        profiles: Mapping[str, Credentials],
+        environ: Mapping[str, str],
+        keep: Mapping[str, CredentialsWatcher] | None = None,
     ) -> None:
+        # ``keep``: watchers of a config being replaced, kept for the profiles still in use.
+        keep = keep or {}
         self.watchers = {
-            name: CredentialsWatcher(creds, settings.credentials, name, environ)
+            name: keep.get(name) or CredentialsWatcher(creds, settings.credentials, name, environ)
             for name, creds in profiles.items()
         }
         self._by_token: dict[bytes, Client] = {}

@@ -19,6 +19,7 @@ from ..config.addresses import Listen
 from ..config.settings import Settings, settings_for
 from ..errors import ListenError
 from ..keys.credentials import Credentials
+from ..keys.reload import CredentialsWatcher
 from ..ops.clock import ClockSkew
 from ..ops.metrics import Metrics
 from .activation import Activated
@@ -98,30 +99,31 @@ class ProxyService:
         self.skew = ClockSkew(
             settings.clock_skew_threshold, correct=not settings.no_clock_correction, clock=clock
         )
-        self.metrics = Metrics(self.clients.reload_results, lambda: self.skew.offset)
+        # Through self: a reloaded config brings new clients (serve/reconfigure.py).
+        self.metrics = Metrics(lambda: self.clients.reload_results(), lambda: self.skew.offset)
         self.state = ProxyState(
             settings=settings, clients=self.clients, skew=self.skew, metrics=self.metrics
         )
         self.limits = Limits(settings, self.metrics)
         self._descriptors: DescriptorWatch | None = None
-        self._environ = environ
+        self.environ = environ  # the process's: credential commands and proxies read it
         self._reload_interval = reload_interval
         self._reuse_port = reuse_port
         self._activated = tuple(activated)  # sockets systemd passed: served instead of --listen
         self.stopping = asyncio.Event()  # set to begin the graceful shutdown (serve waits on it)
         self.state.quit = self.quit
         self._runner: web.BaseRunner | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._watching: dict[CredentialsWatcher, asyncio.Task[None]] = {}
         self._unix_inode: int | None = None
         self.addresses: list[str] = []
 
     async def start(self) -> list[str]:
         """Listen and serve; return the URLs listened on (the real port when 0 was asked)."""
-        self.state.pool = create_pool(self.settings, self._environ)
+        self.state.pool = create_pool(self.settings, self.environ)
         mounts = []
         for named in self.settings.upstreams:
             settings = settings_for(self.settings, named)
-            pool = create_pool(settings, self._environ)  # its own connections and TLS
+            pool = create_pool(settings, self.environ)  # its own connections and TLS
             mounts += [(mount, settings, pool) for mount in named.mounts]
         self.state.mounts = tuple(sorted(mounts, key=lambda mount: -len(mount[0])))
         if any(client.policy is not None for client in self.clients.all):
@@ -165,8 +167,7 @@ class ProxyService:
         self._descriptors = DescriptorWatch(self.limits, asyncio.get_running_loop(), listeners)
         log.debug("at most %d client connections", self.limits.max_connections)
         for watcher in self.clients.watchers.values():
-            watcher.verify = verifier(self.state)  # a changed key is used once the API takes it
-            self._tasks.append(asyncio.create_task(watcher.run(self._reload_interval)))
+            self.watch(watcher)
         if self._activated:
             self.addresses = [passed.address for passed in self._activated]
         elif listen.unix is not None:
@@ -174,6 +175,17 @@ class ProxyService:
         else:
             self.addresses = [f"http://{Listen(a[0], a[1])}" for a in self._runner.addresses]
         return self.addresses
+
+    def watch(self, watcher: CredentialsWatcher) -> None:
+        """Keep a profile's key current, from now until the proxy stops (or the profile is
+        no longer used: ``unwatch``)."""
+        watcher.verify = verifier(self.state)  # a changed key is used once the API takes it
+        self._watching[watcher] = asyncio.create_task(watcher.run(self._reload_interval))
+
+    def unwatch(self, watcher: CredentialsWatcher) -> None:
+        task = self._watching.pop(watcher, None)
+        if task is not None:
+            task.cancel()
 
     def quit(self, why: str) -> None:
         """Begin the graceful shutdown, as SIGTERM does (``why`` is logged)."""
@@ -221,11 +233,11 @@ class ProxyService:
                 self._runner = None
         finally:
             closer.cancel()
-        for task in self._tasks:
+        for task in self._watching.values():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._tasks.clear()
+        self._watching.clear()
         if self.state.pool is not None:
             self.state.pool.close()
             self.state.pool = None

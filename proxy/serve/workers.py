@@ -8,19 +8,16 @@ import importlib
 import logging
 import os
 import signal
-import socket
-from collections.abc import Coroutine, Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 from .. import __version__
-from ..config.addresses import Listen
 from ..config.settings import Settings
-from ..errors import ConfigError
 from ..keys.credentials import Credentials
 from ..ops.notify import Notifier
-from .activation import Activated, activated, check_exposure
+from .activation import Activated
 from .clients import Client
+from .reconfigure import reconfigure
 from .server import ProxyService
 
 T = TypeVar("T")
@@ -29,35 +26,19 @@ log = logging.getLogger("proxy")
 Profiles = Credentials | Mapping[str, Credentials]
 
 
-def serve_main(settings: Settings, credentials: Profiles) -> int:
-    """``serve``: on the sockets systemd passed, or --listen; one process or --workers; the
-    service manager told when it is ready, reloading and stopping."""
-    notifier = Notifier(os.environ)
-    sockets = activated(os.environ)
-    check_exposure(settings, sockets)
-    if settings.workers > 1:
-        if sockets:
-            raise ConfigError(
-                "--workers above 1 cannot share sockets passed by systemd: serve them with one "
-                "process (--workers 1), or let each worker listen on --listen"
-            )
-        return serve_workers(settings, credentials, notifier)
-    run(serve(settings, credentials, notifier=notifier, activated=sockets))
-    return 0
-
-
 async def serve(
     settings: Settings,
     credentials: Profiles,
     worker: int = 0,
     notifier: Notifier | None = None,
     activated: Sequence[Activated] = (),
+    reread: Callable[[], Settings] | None = None,
 ) -> None:
     """Run the proxy until SIGINT or SIGTERM, then let in-flight requests finish.
 
     ``worker`` is this process's number (1 to --workers) when there are several, else 0;
     ``notifier`` tells the service manager (systemd) how it goes; ``activated``: the sockets
-    it passed, served instead of --listen.
+    it passed, served instead of --listen; ``reread`` reads the configuration again (SIGHUP).
     """
     service = ProxyService(
         settings, credentials, reuse_port=settings.workers > 1, activated=activated
@@ -78,6 +59,8 @@ async def serve(
 
     def reload() -> None:
         notifier.reloading()
+        if reread is not None:
+            reconfigure(service, reread)  # whole and valid, or not at all
         service.clients.reload("SIGHUP")  # each key is read again in the background
         notifier.ready(status)
 
@@ -156,88 +139,3 @@ def run(main: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(main)
     result: T = uvloop.run(main)
     return result
-
-
-def _probe_free(listen: Listen) -> None:
-    family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.bind((listen.host, listen.port))
-
-
-def _reserve_port(listen: Listen) -> tuple[socket.socket, int]:
-    """Bind (without listening) to learn which port 0 means; kept open so it stays ours."""
-    family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
-    holder = socket.socket(family, socket.SOCK_STREAM)
-    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    holder.bind((listen.host, listen.port))
-    return holder, int(holder.getsockname()[1])
-
-
-def serve_workers(
-    settings: Settings, credentials: Profiles, notifier: Notifier | None = None
-) -> int:
-    """Fork ``--workers`` processes that each listen on the same port with SO_REUSEPORT, so
-    the kernel spreads connections over them; forward signals to them; wait for them all.
-
-    Each worker has its own upstream pool, credential watcher and metrics (a scrape of
-    /-/metrics sees the worker that answered it).
-    """
-    if not hasattr(os, "fork") or not hasattr(socket, "SO_REUSEPORT"):
-        raise ConfigError("--workers above 1 needs Linux or another system with SO_REUSEPORT")
-    if settings.listen.unix is not None:
-        raise ConfigError("--workers above 1 needs a TCP --listen address, not a unix socket")
-    try:
-        if settings.listen.port:
-            # SO_REUSEPORT would let the workers join another program already on the port.
-            _probe_free(settings.listen)
-        holder, port = _reserve_port(settings.listen)
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot listen on {settings.listen} ({exc.strerror}): stop whatever uses it or "
-            "choose another address with --listen"
-        ) from None
-    settings = replace(settings, listen=Listen(settings.listen.host, port))
-    children: dict[int, int] = {}  # pid: worker number
-    for worker in range(1, settings.workers + 1):
-        pid = os.fork()
-        if pid == 0:  # a worker: serve until signalled, then leave without the parent's cleanup
-            holder.close()
-            code = 0
-            try:
-                run(serve(settings, credentials, worker))
-            except ConfigError as exc:
-                log.error("worker %d (pid %d): %s", worker, os.getpid(), exc)
-                code = 2
-            except BaseException:
-                log.exception("worker %d (pid %d) failed", worker, os.getpid())
-                code = 1
-            os._exit(code)
-        children[pid] = worker
-
-    notifier = notifier or Notifier({})
-    # The workers were started: each takes requests once it listens (a moment from now).
-    notifier.ready(f"{settings.workers} workers on {settings.listen}")
-
-    def relay(signum: int, _frame: object) -> None:
-        if signum in (signal.SIGINT, signal.SIGTERM):
-            notifier.stopping()
-        for child in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, signum)
-
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, relay)
-    worst, running = 0, set(children)
-    while running:
-        pid, status = os.wait()
-        running.discard(pid)
-        code = os.waitstatus_to_exitcode(status)
-        if code != 0 and worst == 0:
-            # One worker failing stops the others: a half-sized proxy would go unnoticed.
-            log.error(
-                "worker %d (pid %d) exited with %d; stopping the others", children[pid], pid, code
-            )
-            relay(signal.SIGTERM, None)
-        worst = worst or code
-    holder.close()
-    return worst

@@ -1,0 +1,181 @@
+"""Several processes on one port: forked workers, restarted when one dies, told of signals."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from ..config.addresses import Listen
+from ..config.settings import Settings
+from ..errors import ConfigError
+from ..ops.notify import Notifier
+from .activation import activated, check_exposure
+from .workers import Profiles, run, serve
+
+log = logging.getLogger("proxy")
+# A worker that dies is started again after a pause that grows while it keeps dying early
+# (within EARLY seconds of its start); after GIVE_UP early deaths in a row the service stops
+# with its exit code, as a broken start would only repeat.
+BACKOFF = (0.5, 1.0, 2.0, 5.0)
+EARLY = 10.0
+GIVE_UP = 4
+EXIT_CONFIG = 2  # a configuration error: no restart mends it
+
+
+def serve_main(
+    settings: Settings, credentials: Profiles, reread: Callable[[], Settings] | None = None
+) -> int:
+    """``serve``: on the sockets systemd passed, or --listen; one process or --workers; the
+    service manager told when it is ready, reloading and stopping."""
+    notifier = Notifier(os.environ)
+    sockets = activated(os.environ)
+    check_exposure(settings, sockets)
+    if settings.workers > 1:
+        if sockets:
+            raise ConfigError(
+                "--workers above 1 cannot share sockets passed by systemd: serve them with one "
+                "process (--workers 1), or let each worker listen on --listen"
+            )
+        return serve_workers(settings, credentials, notifier, reread)
+    run(serve(settings, credentials, notifier=notifier, activated=sockets, reread=reread))
+    return 0
+
+
+def _probe_free(listen: Listen) -> None:
+    family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.bind((listen.host, listen.port))
+
+
+def _reserve_port(listen: Listen) -> tuple[socket.socket, int]:
+    """Bind (without listening) to learn which port 0 means; kept open so it stays ours."""
+    family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
+    holder = socket.socket(family, socket.SOCK_STREAM)
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    holder.bind((listen.host, listen.port))
+    return holder, int(holder.getsockname()[1])
+
+
+def serve_workers(
+    settings: Settings,
+    credentials: Profiles,
+    notifier: Notifier | None = None,
+    reread: Callable[[], Settings] | None = None,
+) -> int:
+    """Fork ``--workers`` processes that each listen on the same port with SO_REUSEPORT, so
+    the kernel spreads connections over them; forward signals to them; wait for them all.
+
+    A worker that dies is started again (see BACKOFF). Each worker has its own upstream
+    pool, credential watcher and metrics.
+    """
+    if not hasattr(os, "fork") or not hasattr(socket, "SO_REUSEPORT"):
+        raise ConfigError("--workers above 1 needs Linux or another system with SO_REUSEPORT")
+    if settings.listen.unix is not None:
+        raise ConfigError("--workers above 1 needs a TCP --listen address, not a unix socket")
+    try:
+        if settings.listen.port:
+            # SO_REUSEPORT would let the workers join another program already on the port.
+            _probe_free(settings.listen)
+        holder, port = _reserve_port(settings.listen)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on {settings.listen} ({exc.strerror}): stop whatever uses it or "
+            "choose another address with --listen"
+        ) from None
+    settings = replace(settings, listen=Listen(settings.listen.host, port))
+    children: dict[int, int] = {}  # pid: worker number
+    started: dict[int, float] = {}  # worker number: when its process started
+    early: dict[int, int] = {}  # worker number: early deaths in a row
+
+    def start(worker: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # a worker: serve until signalled, then leave without the parent's cleanup
+            holder.close()
+            os._exit(_worker(settings, credentials, worker, reread))
+        children[pid], started[worker] = worker, time.monotonic()
+
+    for worker in range(1, settings.workers + 1):
+        start(worker)
+    notifier = notifier or Notifier({})
+    # The workers were started: each takes requests once it listens (a moment from now).
+    notifier.ready(f"{settings.workers} workers on {settings.listen}")
+    stopping = False
+
+    def relay(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        if signum in (signal.SIGINT, signal.SIGTERM):
+            stopping = True
+            notifier.stopping()
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, relay)
+    worst = 0
+    while children:
+        pid, status = os.wait()
+        worker, code = children.pop(pid), os.waitstatus_to_exitcode(status)
+        if stopping:
+            worst = worst or (code if code > 0 else 0)
+            continue
+        # Not asked to stop: it died. Started again, unless it cannot start at all.
+        lived = time.monotonic() - started[worker]
+        early[worker], pause = after_death(code, lived, early.get(worker, 0))
+        if pause is None:
+            why = "a configuration error" if code == EXIT_CONFIG else "it keeps dying at start"
+            log.error(
+                "worker %d (pid %d) exited with %d: %s; stopping the service", worker, pid,
+                code, why,
+            )  # fmt: skip
+            worst = code if code > 0 else 1
+            relay(signal.SIGTERM, None)
+            continue
+        log.warning(
+            "worker %d (pid %d) exited with %d after %.1f s; starting it again in %g s",
+            worker, pid, code, lived, pause,
+        )  # fmt: skip
+        deadline = time.monotonic() + pause
+        while not stopping and time.monotonic() < deadline:
+            time.sleep(0.05)  # short naps: a SIGTERM meanwhile is acted on at once
+        if not stopping:
+            start(worker)
+    holder.close()
+    return worst
+
+
+def after_death(code: int, lived: float, early: int) -> tuple[int, float | None]:
+    """For a worker that died with ``code`` after ``lived`` seconds, having died early
+    ``early`` times in a row before: the new count of early deaths, and the pause before it
+    is started again (None: do not, stop the service)."""
+    early = early + 1 if lived < EARLY else 1
+    if code == EXIT_CONFIG or early >= GIVE_UP:
+        return early, None
+    return early, BACKOFF[min(early, len(BACKOFF)) - 1]
+
+
+def _worker(
+    settings: Settings,
+    credentials: Profiles,
+    worker: int,
+    reread: Callable[[], Settings] | None,
+) -> int:
+    """A worker process's life, as its exit code."""
+    # The parent's handlers relay signals; a worker's own are set by serve().
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+    try:
+        run(serve(settings, credentials, worker, reread=reread))
+    except ConfigError as exc:
+        log.error("worker %d (pid %d): %s", worker, os.getpid(), exc)
+        return EXIT_CONFIG
+    except BaseException:
+        log.exception("worker %d (pid %d) failed", worker, os.getpid())
+        return 1
+    return 0

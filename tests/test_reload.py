@@ -1,0 +1,143 @@
+"""SIGHUP reloads the config file: whole and valid, swapped at once, or the old one kept."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+from fake_upstream import FakeUpstream, Received
+from prometheus_client.parser import text_string_to_metric_families
+from test_faults import Command, command
+
+QUERY = b'{"query":"{ login { email } }"}'
+OLD, NEW = "token-of-a-old-0001", "token-of-a-new-0002"
+
+
+def write_config(tmp_path: Path, text: str, token: str = OLD) -> Path:
+    (tmp_path / "a.token").write_text(token + "\n")
+    config = tmp_path / "proxy.ini"
+    config.write_text(text.replace("@a", str(tmp_path / "a.token")))
+    return config
+
+
+async def status(session: aiohttp.ClientSession, proxy: Command, token: str, path: str) -> int:
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    async with session.post(proxy.url + path, data=QUERY, headers=headers) as response:
+        await response.read()
+        return response.status
+
+
+async def hup_and_wait(proxy: Command, expected: str, timeout: float = 10) -> str:
+    """Send SIGHUP; the log line with ``expected`` that follows it."""
+    seen = len(proxy.lines)
+    proxy.process.send_signal(signal.SIGHUP)
+    return await logged(proxy, expected, seen, timeout)
+
+
+async def logged(proxy: Command, expected: str, seen: int, timeout: float = 10) -> str:
+    """The first line logged after line ``seen`` with ``expected`` in it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in proxy.lines[seen:]:
+            if expected in line:
+                return line
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no {expected!r} after SIGHUP in {proxy.lines[seen:]}")
+
+
+async def reloads(session: aiohttp.ClientSession, proxy: Command) -> dict[str, float]:
+    async with session.get(proxy.url + "/-/metrics") as response:
+        text = await response.text()
+    return {
+        sample.labels["result"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "remoteit_proxy_config_reloads_total"
+    }
+
+
+async def test_sighup_swaps_a_clients_token_while_a_request_in_flight_finishes(
+    upstream: FakeUpstream, credentials_file: Path, tmp_path: Path
+) -> None:
+    arrived = asyncio.Event()
+
+    async def respond(request: web.Request, received: Received) -> web.StreamResponse:
+        if request.path == "/slow":
+            arrived.set()
+            await asyncio.sleep(1)
+        return web.json_response({"data": {}})
+
+    upstream.respond = respond
+    config = write_config(tmp_path, "[client.a]\ntoken_file = @a\n")
+    args = ("--listen", "127.0.0.1:0", "--upstream", upstream.url, "--config", str(config))
+    async with (
+        command(*args, "--credentials", str(credentials_file), home=tmp_path) as proxy,
+        aiohttp.ClientSession() as session,
+    ):
+        assert await status(session, proxy, OLD, "/graphql/v1") == 200
+        in_flight = asyncio.create_task(status(session, proxy, OLD, "/slow"))
+        await asyncio.wait_for(arrived.wait(), 5)
+        (tmp_path / "a.token").write_text(NEW + "\n")
+        line = await hup_and_wait(proxy, "config reloaded")
+        assert str(config) in line
+        assert await status(session, proxy, OLD, "/graphql/v1") == 401
+        assert await status(session, proxy, NEW, "/graphql/v1") == 200
+        assert await asyncio.wait_for(in_flight, 5) == 200  # admitted under the old config
+        assert (await reloads(session, proxy))["success"] == 1
+        proxy.process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proxy.process.wait(), 10) == 0
+
+
+async def test_a_broken_file_keeps_the_old_config_and_says_what_is_wrong(
+    upstream: FakeUpstream, credentials_file: Path, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, "[client.a]\ntoken_file = @a\n")
+    args = ("--listen", "127.0.0.1:0", "--upstream", upstream.url, "--config", str(config))
+    async with (
+        command(*args, "--credentials", str(credentials_file), home=tmp_path) as proxy,
+        aiohttp.ClientSession() as session,
+    ):
+        line = await hup_and_wait(proxy, "config unchanged")  # nothing changed: said so
+        write_config(tmp_path, "[client.a]\ntoken_file = @a\nread_only = perhaps\n")
+        line = await hup_and_wait(proxy, "config not reloaded")
+        assert f"config file {config} [client.a] read_only: 'perhaps'" in line
+        assert "ERROR" in line
+        assert await status(session, proxy, OLD, "/graphql/v1") == 200  # the old one stays
+        assert await reloads(session, proxy) == {"success": 0, "unchanged": 1, "error": 1}
+        proxy.process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proxy.process.wait(), 10) == 0
+
+
+async def test_what_needs_a_restart_is_named_and_the_rest_applies(
+    upstream: FakeUpstream, credentials_file: Path, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, "[proxy]\nlog_level = info\n[client.a]\ntoken_file = @a\n")
+    args = ("--listen", "127.0.0.1:0", "--upstream", upstream.url, "--config", str(config))
+    async with (
+        command(*args, "--credentials", str(credentials_file), home=tmp_path) as proxy,
+        aiohttp.ClientSession() as session,
+    ):
+        assert await status(session, proxy, OLD, "/graphql/v1") == 200
+        config.write_text(
+            f"[proxy]\nlog_level = warning\nread_timeout = 5\n"
+            f"[client.a]\ntoken_file = {tmp_path / 'a.token'}\nread_only = true\n"
+        )
+        before = len(proxy.lines)
+        warning = await hup_and_wait(proxy, "takes effect at the next start")
+        assert "read-timeout changed" in warning
+        await logged(proxy, "config reloaded", before)
+        seen = len(proxy.lines)
+        mutation = b'{"query":"mutation { deleteDevice(id: \\"x\\") { id } }"}'
+        headers = {"Authorization": f"Bearer {OLD}", "Content-Type": "application/json"}
+        async with session.post(
+            proxy.url + "/graphql/v1", data=mutation, headers=headers
+        ) as response:
+            assert response.status == 403  # read_only now
+        await asyncio.sleep(0.2)
+        assert not any("proxy.access" in line for line in proxy.lines[seen:])  # warning now
+        proxy.process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proxy.process.wait(), 10) == 0

@@ -1,0 +1,79 @@
+"""--workers N that stays up: a worker that dies is started again, unless it cannot start."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+from fake_upstream import FakeUpstream
+from test_faults import command
+
+from proxy.serve.supervisor import BACKOFF, EARLY, EXIT_CONFIG, GIVE_UP, after_death
+
+
+async def worker_pids(session: aiohttp.ClientSession, url: str, tries: int = 60) -> set[int]:
+    pids = set()
+    for _ in range(tries):  # a new connection each time: the kernel spreads them
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with (
+            aiohttp.ClientSession(connector=connector) as fresh,
+            fresh.get(url + "/-/health") as response,
+        ):
+            pids.add((await response.json())["pid"])
+    return pids
+
+
+async def test_a_worker_killed_is_replaced_and_the_service_keeps_answering(
+    upstream: FakeUpstream, credentials_file: Path, tmp_path: Path
+) -> None:
+    args = ("--listen", "127.0.0.1:0", "--upstream", upstream.url, "--workers", "2")
+    async with (
+        command(*args, "--credentials", str(credentials_file), home=tmp_path) as proxy,
+        aiohttp.ClientSession() as session,
+    ):
+        before = await worker_pids(session, proxy.url)
+        assert len(before) == 2
+        victim = min(before)
+        os.kill(victim, signal.SIGKILL)
+        # A connection the victim had taken dies with it (reset, or never answered): that
+        # much SIGKILL costs. The service answers on, and has two workers again soon.
+        after: set[int] = set()
+        deadline = time.monotonic() + 10
+        while not (len(after) == 2 and victim not in after) and time.monotonic() < deadline:
+            with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
+                after = await asyncio.wait_for(worker_pids(session, proxy.url, tries=10), 3)
+        assert len(after) == 2 and victim not in after, after
+        for _ in range(20):
+            connector = aiohttp.TCPConnector(force_close=True)
+            async with (
+                aiohttp.ClientSession(connector=connector) as fresh,
+                fresh.post(proxy.url + "/graphql/v1", data=b"{}") as response,
+            ):
+                assert response.status == 200
+        restarted = [line for line in proxy.lines if f"(pid {victim}) exited with -9" in line]
+        assert restarted and "starting it again in 0.5 s" in restarted[0]
+        proxy.process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proxy.process.wait(), 15) == 0
+
+
+@pytest.mark.parametrize(
+    ("code", "lived", "early", "expected"),
+    [
+        (-9, 3600.0, 0, (1, BACKOFF[0])),  # killed after an hour: started again soon
+        (1, 1.0, 1, (2, BACKOFF[1])),  # died early twice: a longer pause
+        (1, 1.0, GIVE_UP - 2, (GIVE_UP - 1, BACKOFF[min(GIVE_UP - 1, len(BACKOFF)) - 1])),
+        (1, 1.0, GIVE_UP - 1, (GIVE_UP, None)),  # keeps dying at start: stop
+        (1, EARLY + 1, GIVE_UP - 1, (1, BACKOFF[0])),  # it had run a while: the count restarts
+        (EXIT_CONFIG, 3600.0, 0, (1, None)),  # a configuration error: no restart mends it
+    ],
+)
+def test_when_a_dead_worker_is_started_again(
+    code: int, lived: float, early: int, expected: tuple[int, float | None]
+) -> None:
+    assert after_death(code, lived, early) == expected
