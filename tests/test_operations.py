@@ -623,6 +623,65 @@ async def test_refusal_hints_without_a_clock_problem(
     assert_no_leak(hint)
 
 
+async def test_a_rest_refusal_without_a_developer_key_says_so_first(
+    make_proxy: ProxyFactory,
+    upstream: FakeUpstream,
+    logs: pytest.LogCaptureFixture,
+    credentials_file: Path,
+) -> None:
+    async def forbidden(request: web.Request, received: Received) -> web.StreamResponse:
+        return web.json_response({"message": "Forbidden"}, status=403)
+
+    upstream.respond = forbidden
+    work = await make_proxy(profile="work")  # [work] has no R3_DEVELOPER_API_KEY
+    assert (await fetch(work, "GET", "/apv/v27/device/list/all"))[0] == 403
+    first = access_lines(logs)[-1]["hint"].split("; ")[0]
+    assert first.startswith("the profile [work] has no developer key, which REST requests need")
+    assert f"add R3_DEVELOPER_API_KEY to it in {credentials_file}" in first
+    assert "remoteit-proxy configure --profile work --force" in first
+    assert_no_leak(first)
+    # GraphQL needs no developer key; the default profile has one: neither hint names it.
+    assert (await fetch(work, "POST", "/graphql/v1", data=b"{}"))[0] == 403
+    assert "developer key" not in access_lines(logs)[-1]["hint"]
+    default = await make_proxy()
+    assert (await fetch(default, "GET", "/apv/v27/device/list/all"))[0] == 403
+    assert "developer key" not in access_lines(logs)[-1]["hint"]
+    # Nor a named upstream's: what another upstream needs is not known.
+    config = credentials_file.parent / "proxy.ini"
+    config.write_text(f"[upstream.other]\nurl = {upstream.url}\n")
+    named = await make_proxy(profile="work", config=str(config))
+    assert (await fetch(named, "GET", "/-/to/other/apv/v27/device/list/all"))[0] == 403
+    assert "developer key" not in access_lines(logs)[-1]["hint"]
+
+
+async def test_a_rest_refusal_with_the_key_from_the_environment_says_to_set_the_variable(
+    make_proxy: ProxyFactory, upstream: FakeUpstream, logs: pytest.LogCaptureFixture
+) -> None:
+    upstream.keys = {KEY_ID: b"another secret, 16 bytes or more"}
+    environ = {"R3_ACCESS_KEY_ID": KEY_ID, "R3_SECRET_ACCESS_KEY": SECRET_B64}
+    client = await make_proxy(environ=environ)
+    assert (await fetch(client, "GET", "/apv/v27/device/list/all"))[0] == 401
+    first = access_lines(logs)[-1]["hint"].split("; ")[0]
+    assert first == (
+        "the key from the environment has no developer key, which REST requests need: set "
+        "R3_DEVELOPER_API_KEY too"
+    )
+
+
+async def test_a_401_names_a_secret_that_is_not_the_key_id_s(
+    make_proxy: ProxyFactory, upstream: FakeUpstream, logs: pytest.LogCaptureFixture
+) -> None:
+    # A well-formed secret, but another key's: the API answers 401.
+    upstream.keys = {KEY_ID: b"another secret, 16 bytes or more"}
+    client = await make_proxy()
+    assert await statuses(client, 1) == [401]
+    causes = access_lines(logs)[-1]["hint"].split("; ")
+    assert "the secret does not belong to this key id" in causes[0], causes
+    assert "R3_SECRET_ACCESS_KEY" in causes[0]
+    assert "profile" in causes[-2] and "disabled" in causes[-1], causes
+    assert "secret does not belong" not in ClockSkew(5).refusal_hints(403)
+
+
 # --- ClockSkew with a fake clock --------------------------------------------------------------
 
 

@@ -134,3 +134,16 @@ async def test_sighup_reloads_at_once(upstream: FakeUpstream, tmp_path: Path) ->
         async with session.get(running.url + "/graphql/v1") as response:
             assert response.status == 200
         assert key_of(upstream.received[-1].header("Authorization")) == new_key
+
+
+async def test_sighup_with_nothing_changed_says_the_credentials_are_unchanged(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    path = write_credentials(tmp_path / "credentials", credentials_text(KEY_ID, SECRET))
+    args = ("--listen", "127.0.0.1:0", "--upstream", upstream.url, "--credentials", str(path))
+    async with proxy_process(*args, env=base_env(tmp_path)) as running:
+        running.process.send_signal(signal.SIGHUP)
+        await wait_for(lambda: any("credentials unchanged (SIGHUP)" in x for x in running.lines))
+    said = next(line for line in running.lines if "credentials unchanged" in line)
+    assert "profile DEFAULT" in said and f"key {'*' * 16}{KEY_ID[-4:]}" in said
+    assert not any("credentials reloaded" in line for line in running.lines)

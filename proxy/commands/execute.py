@@ -65,7 +65,8 @@ async def run_exec(
     loop = asyncio.get_running_loop()
     children: list[asyncio.subprocess.Process] = []
     pending: list[int] = []  # signals that came before the child existed
-    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    hangup = getattr(signal, "SIGHUP", None)  # none on Windows
+    handled = (signal.SIGINT, signal.SIGTERM, *([hangup] if hangup is not None else []))
     # Handlers first: a signal between starting the child and installing them would end this
     # process and leave the child without its proxy.
     with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):

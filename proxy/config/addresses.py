@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
+import socket
+import sys
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -13,6 +16,9 @@ from ..errors import ConfigError
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 UNIX_PREFIX = "unix:"
+# The size of sun_path in struct sockaddr_un, where it is known: a path takes one byte less
+# (the final NUL), and a longer one is refused at bind with no reason given.
+_SUN_PATH = {"linux": ("Linux", 108), "darwin": ("macOS", 104)}
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,7 @@ def parse_listen(value: str, origin: str) -> Listen:
         path = value[len(UNIX_PREFIX) :]
         if not path:
             raise ConfigError(f"{origin}: {value!r} names no socket path; use unix:/path/to.sock")
-        return Listen(unix=Path(path).expanduser())
+        return Listen(unix=_socket_path(path, value, origin))
     match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})", value) or re.fullmatch(
         r"([A-Za-z0-9.-]+):(\d{1,5})", value
     )
@@ -78,6 +84,26 @@ def parse_listen(value: str, origin: str) -> Listen:
             "use HOST:PORT, e.g. 127.0.0.1:8181 or [::1]:8181, or unix:/path/to.sock"
         )
     return Listen(match.group(1), int(match.group(2)))
+
+
+def _socket_path(path: str, value: str, origin: str) -> Path:
+    """A unix socket's path, if this system has unix sockets and the path fits."""
+    if not hasattr(socket, "AF_UNIX"):  # Windows
+        raise ConfigError(
+            f"{origin}: {value!r}: this system has no unix sockets; listen on a TCP address "
+            "instead, e.g. 127.0.0.1:8181"
+        )
+    if "\x00" in path:  # possible in a config file; os.lstat would raise ValueError
+        raise ConfigError(f"{origin}: the socket path has a NUL character; remove it")
+    socket_path = Path(path).expanduser()
+    system, size = _SUN_PATH.get(sys.platform, ("", 0))
+    length = len(os.fsencode(socket_path))
+    if size and length >= size:
+        raise ConfigError(
+            f"{origin}: the socket path {str(socket_path)!r} is {length} bytes; the limit here "
+            f"is {size - 1} ({system}: {size} with the final NUL); choose a shorter path"
+        )
+    return socket_path
 
 
 _HOSTNAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\.?")

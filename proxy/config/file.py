@@ -11,6 +11,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..policy.bucket import Rate
 from ..policy.rules import ANY, OPERATION_TYPES, Policy, RestRule
+from .unknown import no_unknown
 from .upstreams import UPSTREAM_KEYS, UPSTREAM_PREFIX
 from .values import parse_bool, parse_count_or_auto, parse_rate, parse_token, with_burst
 
@@ -98,21 +99,12 @@ def read_config(path: Path, known: frozenset[str]) -> ConfigFile:
             f"[{CONFIG_SECTION}] line (see config.example.ini)"
         )
     values = dict(parser.items(CONFIG_SECTION)) if parser.has_section(CONFIG_SECTION) else {}
-    _no_unknown(path, CONFIG_SECTION, values, known)
+    no_unknown(path, CONFIG_SECTION, values, known)
     for name, section in clients.items():
-        _no_unknown(path, CLIENT_PREFIX + name, section, CLIENT_KEYS)
+        no_unknown(path, CLIENT_PREFIX + name, section, CLIENT_KEYS)
     for name, section in upstreams.items():
-        _no_unknown(path, UPSTREAM_PREFIX + name, section, UPSTREAM_KEYS)
+        no_unknown(path, UPSTREAM_PREFIX + name, section, UPSTREAM_KEYS)
     return ConfigFile(values, clients, upstreams)
-
-
-def _no_unknown(path: Path, section: str, values: Mapping[str, str], known: frozenset[str]) -> None:
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(
-            f"config file {path}: unknown setting {', '.join(unknown)} in [{section}]; "
-            f"known settings: {', '.join(sorted(known))}"
-        )
 
 
 def _ini_problem(exc: configparser.Error) -> str:

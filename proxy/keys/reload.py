@@ -141,11 +141,17 @@ class CredentialsWatcher:
         self._last_error = ""
         self.results["success"] += 1
         self.loaded_at = time.time()
-        if new != self.current:
-            log.info(
-                "credentials reloaded (%s): profile %s, key %s", why, new.profile, new.masked_key_id
-            )
+        unchanged = new == self.current
+        if not unchanged:  # an equal key is not swapped: requests signed with it keep it
             self.current = new
+        # Said either way: whoever asked (SIGHUP) learns that the reload happened.
+        log.info(
+            "credentials %s (%s): profile %s, key %s",
+            "unchanged" if unchanged else "reloaded",
+            why,
+            new.profile,
+            new.masked_key_id,
+        )
         if self._expiring():  # the command gave a key that is as near its end as the last
             self._retry_at = time.time() + RETRY_AFTER
             log.warning(

@@ -135,17 +135,26 @@ class ClockSkew:
             self.correcting = False
             log.warning("clock offset is now %+d s: no longer correcting the time", self.offset)
 
-    def refusal_hints(self, status: int, signed_corrected: bool | None = None) -> str:
+    def refusal_hints(
+        self, status: int, signed_corrected: bool | None = None, certain: str = ""
+    ) -> str:
         """Likely causes of a 401 or 403 from the API, most likely first; no secret in them.
 
         ``signed_corrected`` says whether the refused request was signed with the corrected
-        time (default: whether correction is on now).
+        time (default: whether correction is on now). ``certain`` is a cause the caller knows
+        of (a REST request without a developer key): it comes first.
         """
-        causes = []
+        causes = [certain] if certain else []
         corrected = self.correcting if signed_corrected is None else signed_corrected
         if abs(self.offset) > self.threshold and not corrected:
             causes.append(f"this machine's clock is {self.offset:+d} s off the API's")
         if status == 401:
+            # The key id and the secret are each well formed (checked when loaded): a secret
+            # copied from another key is the usual mistake.
+            causes.append(
+                "the secret does not belong to this key id (the profile's "
+                "R3_SECRET_ACCESS_KEY must be the one shown with this access key)"
+            )
             causes.append("the request was not signed as the API expects")
         causes.append("the profile's key is not the one you meant (check --profile)")
         causes.append("the access key is disabled or deleted (check the Remote.It account page)")

@@ -11,11 +11,13 @@ import time
 import aiohttp
 from aiohttp import web
 
+from ..keys.credentials import ENVIRONMENT, default_credentials_path
+from ..keys.profiles import DEVELOPER_API_KEY
 from ..ops.logs import log_access
 from . import endpoints, websocket
 from .admit import admit
 from .forward import forward
-from .gate import gate
+from .gate import gate, graphql_path
 from .headers import REQUEST_ID
 from .responses import CLIENT_CLOSED, ErrorResponse, error_response
 from .state import Exchange, ProxyState
@@ -78,6 +80,30 @@ def _request_id(request: web.Request) -> str:
     if given and _CLIENT_REQUEST_ID.fullmatch(given):
         return given
     return f"{_new_id(64):016x}"
+
+
+def _no_developer_key(state: ProxyState, exchange: Exchange, raw_path: str) -> str:
+    """The cause of a REST request's refusal when its key has no developer key (the REST API
+    needs one, GraphQL does not), with how to add one; "" when that is not the case."""
+    creds = exchange.signed_with
+    if (
+        creds is None
+        or creds.developer_key
+        or state.named(raw_path)  # another upstream: what it needs is not known here
+        or graphql_path(raw_path.partition("?")[0], state.settings.graphql_paths)
+    ):
+        return ""
+    need = "has no developer key, which REST requests need"
+    if creds.source == ENVIRONMENT:
+        return f"the key from the environment {need}: set {DEVELOPER_API_KEY} too"
+    configure = f"remoteit-proxy configure --profile {creds.profile} --force"
+    if creds.source != str(default_credentials_path()):
+        configure += f" --credentials {creds.source}"
+    return (
+        f"the profile [{creds.profile}] {need}: add {DEVELOPER_API_KEY} to it in {creds.source} "
+        f"(the Developer API key of the account's Access keys page), or run {configure}, "
+        "which fetches it"
+    )
 
 
 async def handle(state: ProxyState, request: web.Request) -> web.StreamResponse:
@@ -153,7 +179,11 @@ async def handle(state: ProxyState, request: web.Request) -> web.StreamResponse:
             attempts=exchange.attempts,
             coalesced=exchange.coalesced,
             hint=(
-                state.skew.refusal_hints(status, exchange.signed_corrected)
+                state.skew.refusal_hints(
+                    status,
+                    exchange.signed_corrected,
+                    _no_developer_key(state, exchange, request.raw_path),
+                )
                 if upstream_refused
                 else ""
             ),

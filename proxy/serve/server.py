@@ -64,6 +64,10 @@ def bind_unix(path: os.PathLike[str], mode: int) -> socket.socket:
         sock.bind(os.fspath(path))
     except OSError as exc:
         sock.close()
+        if exc.strerror is None:  # refused by Python itself, with no errno: a path too long
+            raise ListenError(
+                f"cannot listen on unix:{path} ({exc}); choose a shorter path"
+            ) from None
         raise ListenError(
             f"cannot listen on unix:{path} ({exc.strerror}); check the "
             "directory exists and is writable"
