@@ -12,6 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from fake_upstream import FakeUpstream
+from prometheus_client.parser import text_string_to_metric_families
 from test_faults import command
 
 from proxy.serve.supervisor import BACKOFF, EARLY, EXIT_CONFIG, GIVE_UP, after_death
@@ -77,3 +78,39 @@ def test_when_a_dead_worker_is_started_again(
     code: int, lived: float, early: int, expected: tuple[int, float | None]
 ) -> None:
     assert after_death(code, lived, early) == expected
+
+
+async def test_one_scrape_adds_up_every_worker(
+    upstream: FakeUpstream, credentials_file: Path, tmp_path: Path
+) -> None:
+    args = ("--listen", "127.0.0.1:0", "--upstream", upstream.url, "--workers", "2")
+    async with (
+        command(*args, "--credentials", str(credentials_file), home=tmp_path) as proxy,
+        aiohttp.ClientSession() as session,
+    ):
+        assert len(await worker_pids(session, proxy.url)) == 2
+        for _ in range(30):  # a new connection each time: the kernel spreads them
+            connector = aiohttp.TCPConnector(force_close=True)
+            async with (
+                aiohttp.ClientSession(connector=connector) as fresh,
+                fresh.post(proxy.url + "/graphql/v1", data=b"{}") as response,
+            ):
+                assert response.status == 200
+        await asyncio.sleep(1.5)  # each worker publishes its numbers about once a second
+        for _ in range(4):  # whichever worker answers, the total is the service's
+            connector = aiohttp.TCPConnector(force_close=True)
+            async with (
+                aiohttp.ClientSession(connector=connector) as fresh,
+                fresh.get(proxy.url + "/-/metrics") as response,
+            ):
+                text = await response.text()
+            totals = [
+                sample.value
+                for family in text_string_to_metric_families(text)
+                for sample in family.samples
+                if sample.name == "remoteit_proxy_requests_total"
+                and sample.labels == {"method": "POST", "status": "200"}
+            ]
+            assert totals == [30.0], text
+        proxy.process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proxy.process.wait(), 15) == 0

@@ -51,7 +51,7 @@ class Metrics(Collector):
     """
 
     def __init__(self, reloads: Callable[[], dict[str, int]], offset: Callable[[], int]) -> None:
-        self._reloads, self._offset = reloads, offset
+        self.reloads, self.offset = reloads, offset  # read at scrape time
         self.in_flight = 0
         self.requests: dict[tuple[str, int], int] = {}
         self.upstream_errors: dict[str, int] = {}
@@ -143,7 +143,7 @@ class Metrics(Collector):
             "remoteit_proxy_credential_reloads", "Credential reloads by result", labels=["result"]
         )
         for result in ("success", "error"):
-            reloads.add_metric([result], self._reloads().get(result, 0))
+            reloads.add_metric([result], self.reloads().get(result, 0))
         yield reloads
         configs = CounterMetricFamily(
             "remoteit_proxy_config_reloads", "Config reloads (SIGHUP) by result", labels=["result"]
@@ -156,7 +156,7 @@ class Metrics(Collector):
         yield GaugeMetricFamily(
             "remoteit_proxy_clock_offset_seconds",
             "This machine's clock minus the API's (positive: ahead), from its Date headers",
-            value=self._offset(),
+            value=self.offset(),
         )
 
     def _connections(self) -> Iterator[Metric]:

@@ -60,7 +60,8 @@ def ready(state: ProxyState) -> web.Response:
 
 
 def metrics(state: ProxyState) -> web.Response:
-    return web.Response(body=state.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+    text = state.scrape() if state.scrape is not None else state.metrics.render()
+    return web.Response(body=text, headers={"Content-Type": CONTENT_TYPE})
 
 
 ROUTES = {"health": health, "ready": ready, "metrics": metrics}

@@ -36,6 +36,8 @@ class ProxyState:
     # Open WebSockets, so that shutdown can end them (each has a going_away method).
     tunnels: set[Any] = field(default_factory=set, repr=False)
     skew_sampled: float = 0.0  # when the clock offset was last sampled
+    # The /-/metrics text, when not this process's alone (--workers: every worker's added up).
+    scrape: Callable[[], bytes] | None = field(default=None, repr=False)
     # Start the graceful shutdown (POST /-/quitquitquit), saying why: set by serve.
     quit: Callable[[str], None] | None = field(default=None, repr=False)
     throttle: Throttle = field(init=False, repr=False)  # the local limits

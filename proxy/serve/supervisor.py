@@ -5,11 +5,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 from ..config.addresses import Listen
 from ..config.settings import Settings
@@ -89,6 +92,8 @@ def serve_workers(
             "choose another address with --listen"
         ) from None
     settings = replace(settings, listen=Listen(settings.listen.host, port))
+    # The workers' metrics, added up by whichever answers a scrape.
+    shared = Path(tempfile.mkdtemp(prefix="remoteit-proxy-metrics-"))
     children: dict[int, int] = {}  # pid: worker number
     started: dict[int, float] = {}  # worker number: when its process started
     early: dict[int, int] = {}  # worker number: early deaths in a row
@@ -97,7 +102,7 @@ def serve_workers(
         pid = os.fork()
         if pid == 0:  # a worker: serve until signalled, then leave without the parent's cleanup
             holder.close()
-            os._exit(_worker(settings, credentials, worker, reread))
+            os._exit(_worker(settings, credentials, worker, reread, shared))
         children[pid], started[worker] = worker, time.monotonic()
 
     for worker in range(1, settings.workers + 1):
@@ -147,6 +152,7 @@ def serve_workers(
         if not stopping:
             start(worker)
     holder.close()
+    shutil.rmtree(shared, ignore_errors=True)
     return worst
 
 
@@ -165,13 +171,14 @@ def _worker(
     credentials: Profiles,
     worker: int,
     reread: Callable[[], Settings] | None,
+    shared: Path,
 ) -> int:
     """A worker process's life, as its exit code."""
     # The parent's handlers relay signals; a worker's own are set by serve().
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_DFL)
     try:
-        run(serve(settings, credentials, worker, reread=reread))
+        run(serve(settings, credentials, worker, reread=reread, metrics_dir=shared))
     except ConfigError as exc:
         log.error("worker %d (pid %d): %s", worker, os.getpid(), exc)
         return EXIT_CONFIG

@@ -9,18 +9,21 @@ import logging
 import os
 import signal
 from collections.abc import Callable, Coroutine, Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 from .. import __version__
 from ..config.settings import Settings
 from ..keys.credentials import Credentials
 from ..ops.notify import Notifier
+from ..ops.shared import SharedMetrics
 from .activation import Activated
 from .clients import Client
 from .reconfigure import reconfigure
 from .server import ProxyService
 
 T = TypeVar("T")
+PUBLISH = 1.0  # seconds between two publications of a worker's metrics
 log = logging.getLogger("proxy")
 # One profile's credentials, or every profile's by name (clients.load_profiles).
 Profiles = Credentials | Mapping[str, Credentials]
@@ -33,12 +36,14 @@ async def serve(
     notifier: Notifier | None = None,
     activated: Sequence[Activated] = (),
     reread: Callable[[], Settings] | None = None,
+    metrics_dir: Path | None = None,
 ) -> None:
     """Run the proxy until SIGINT or SIGTERM, then let in-flight requests finish.
 
     ``worker`` is this process's number (1 to --workers) when there are several, else 0;
     ``notifier`` tells the service manager (systemd) how it goes; ``activated``: the sockets
-    it passed, served instead of --listen; ``reread`` reads the configuration again (SIGHUP).
+    it passed, served instead of --listen; ``reread`` reads the configuration again (SIGHUP);
+    ``metrics_dir``: where the workers publish their numbers for one another's scrapes.
     """
     service = ProxyService(
         settings, credentials, reuse_port=settings.workers > 1, activated=activated
@@ -90,6 +95,10 @@ async def serve(
         )
     notifier.ready(status)
     pings = asyncio.create_task(_watchdog(notifier)) if notifier.watchdog else None
+    if metrics_dir is not None:
+        shared = SharedMetrics(metrics_dir, worker, service.metrics)
+        service.state.scrape = shared.render
+        publishing = asyncio.create_task(_publish(shared))
     try:
         await stop.wait()
     finally:
@@ -100,7 +109,16 @@ async def serve(
         await service.stop()
         if pings is not None:
             pings.cancel()
+        if metrics_dir is not None:
+            publishing.cancel()
         log.info("stopped")
+
+
+async def _publish(shared: SharedMetrics) -> None:
+    """This worker's numbers for the others' scrapes, about once a second."""
+    while True:
+        shared.publish()
+        await asyncio.sleep(PUBLISH)
 
 
 async def _watchdog(notifier: Notifier) -> None:
