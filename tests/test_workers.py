@@ -114,3 +114,31 @@ async def test_one_scrape_adds_up_every_worker(
             assert totals == [30.0], text
         proxy.process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proxy.process.wait(), 15) == 0
+
+
+async def test_workers_stop_when_their_parent_is_killed(
+    upstream: FakeUpstream, credentials_file: Path, tmp_path: Path
+) -> None:
+    args = ("--listen", "127.0.0.1:0", "--upstream", upstream.url, "--workers", "2")
+    async with (
+        command(*args, "--credentials", str(credentials_file), home=tmp_path) as proxy,
+        aiohttp.ClientSession() as session,
+    ):
+        workers = await worker_pids(session, proxy.url)
+        proxy.process.kill()  # the parent, with no chance to stop them
+        await proxy.process.wait()
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert not any(_alive(pid) for pid in workers), "orphan workers serve on"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by init) counts as gone.
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    return True

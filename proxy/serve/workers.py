@@ -98,7 +98,7 @@ async def serve(
     if metrics_dir is not None:
         shared = SharedMetrics(metrics_dir, worker, service.metrics)
         service.state.scrape = shared.render
-        publishing = asyncio.create_task(_publish(shared))
+        publishing = asyncio.create_task(_publish(shared, service))
     try:
         await stop.wait()
     finally:
@@ -114,10 +114,15 @@ async def serve(
         log.info("stopped")
 
 
-async def _publish(shared: SharedMetrics) -> None:
-    """This worker's numbers for the others' scrapes, about once a second."""
+async def _publish(shared: SharedMetrics, service: ProxyService) -> None:
+    """This worker's numbers for the others' scrapes, about once a second; and a worker whose
+    parent is gone (killed: it could not stop them) stops too, not to serve on alone."""
+    parent = os.getppid()
     while True:
         shared.publish()
+        if os.getppid() != parent:
+            service.quit("the parent process is gone")
+            return
         await asyncio.sleep(PUBLISH)
 
 
