@@ -4,41 +4,51 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
 import pytest
 from fake_upstream import FakeUpstream
 from prometheus_client.parser import text_string_to_metric_families
-from test_faults import command
+from test_faults import Command, command
 
 from proxy.serve.supervisor import BACKOFF, EARLY, EXIT_CONFIG, GIVE_UP, after_death
 
 
-async def worker_pids(session: aiohttp.ClientSession, url: str, tries: int = 60) -> set[int]:
-    pids = set()
-    for _ in range(tries):  # a new connection each time: the kernel spreads them
-        connector = aiohttp.TCPConnector(force_close=True)
-        async with (
-            aiohttp.ClientSession(connector=connector) as fresh,
-            fresh.get(url + "/-/health") as response,
-        ):
-            pids.add((await response.json())["pid"])
-    return pids
+async def fresh(method: str, url: str) -> tuple[int, bytes]:
+    """One request on a new connection: the kernel spreads new connections over the workers."""
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with (
+        aiohttp.ClientSession(connector=connector) as session,
+        session.request(method, url, data=b"{}" if method == "POST" else None) as response,
+    ):
+        return response.status, await response.read()
+
+
+async def worker_pids(url: str, tries: int = 60) -> set[int]:
+    return {json.loads((await fresh("GET", url + "/-/health"))[1])["pid"] for _ in range(tries)}
+
+
+@asynccontextmanager
+async def two_workers(
+    upstream: FakeUpstream, credentials_file: Path, home: Path
+) -> AsyncIterator[Command]:
+    args = ("--listen", "127.0.0.1:0", "--upstream", upstream.url, "--workers", "2")
+    async with command(*args, "--credentials", str(credentials_file), home=home) as proxy:
+        yield proxy
 
 
 async def test_a_worker_killed_is_replaced_and_the_service_keeps_answering(
     upstream: FakeUpstream, credentials_file: Path, tmp_path: Path
 ) -> None:
-    args = ("--listen", "127.0.0.1:0", "--upstream", upstream.url, "--workers", "2")
-    async with (
-        command(*args, "--credentials", str(credentials_file), home=tmp_path) as proxy,
-        aiohttp.ClientSession() as session,
-    ):
-        before = await worker_pids(session, proxy.url)
+    async with two_workers(upstream, credentials_file, tmp_path) as proxy:
+        before = await worker_pids(proxy.url)
         assert len(before) == 2
         victim = min(before)
         os.kill(victim, signal.SIGKILL)
@@ -48,15 +58,10 @@ async def test_a_worker_killed_is_replaced_and_the_service_keeps_answering(
         deadline = time.monotonic() + 10
         while not (len(after) == 2 and victim not in after) and time.monotonic() < deadline:
             with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
-                after = await asyncio.wait_for(worker_pids(session, proxy.url, tries=10), 3)
+                after = await asyncio.wait_for(worker_pids(proxy.url, tries=10), 3)
         assert len(after) == 2 and victim not in after, after
         for _ in range(20):
-            connector = aiohttp.TCPConnector(force_close=True)
-            async with (
-                aiohttp.ClientSession(connector=connector) as fresh,
-                fresh.post(proxy.url + "/graphql/v1", data=b"{}") as response,
-            ):
-                assert response.status == 200
+            assert (await fresh("POST", proxy.url + "/graphql/v1"))[0] == 200
         restarted = [line for line in proxy.lines if f"(pid {victim}) exited with -9" in line]
         assert restarted and "starting it again in 0.5 s" in restarted[0]
         proxy.process.send_signal(signal.SIGTERM)
@@ -83,27 +88,13 @@ def test_when_a_dead_worker_is_started_again(
 async def test_one_scrape_adds_up_every_worker(
     upstream: FakeUpstream, credentials_file: Path, tmp_path: Path
 ) -> None:
-    args = ("--listen", "127.0.0.1:0", "--upstream", upstream.url, "--workers", "2")
-    async with (
-        command(*args, "--credentials", str(credentials_file), home=tmp_path) as proxy,
-        aiohttp.ClientSession() as session,
-    ):
-        assert len(await worker_pids(session, proxy.url)) == 2
-        for _ in range(30):  # a new connection each time: the kernel spreads them
-            connector = aiohttp.TCPConnector(force_close=True)
-            async with (
-                aiohttp.ClientSession(connector=connector) as fresh,
-                fresh.post(proxy.url + "/graphql/v1", data=b"{}") as response,
-            ):
-                assert response.status == 200
+    async with two_workers(upstream, credentials_file, tmp_path) as proxy:
+        assert len(await worker_pids(proxy.url)) == 2
+        for _ in range(30):
+            assert (await fresh("POST", proxy.url + "/graphql/v1"))[0] == 200
         await asyncio.sleep(1.5)  # each worker publishes its numbers about once a second
         for _ in range(4):  # whichever worker answers, the total is the service's
-            connector = aiohttp.TCPConnector(force_close=True)
-            async with (
-                aiohttp.ClientSession(connector=connector) as fresh,
-                fresh.get(proxy.url + "/-/metrics") as response,
-            ):
-                text = await response.text()
+            text = (await fresh("GET", proxy.url + "/-/metrics"))[1].decode()
             totals = [
                 sample.value
                 for family in text_string_to_metric_families(text)
@@ -119,12 +110,8 @@ async def test_one_scrape_adds_up_every_worker(
 async def test_workers_stop_when_their_parent_is_killed(
     upstream: FakeUpstream, credentials_file: Path, tmp_path: Path
 ) -> None:
-    args = ("--listen", "127.0.0.1:0", "--upstream", upstream.url, "--workers", "2")
-    async with (
-        command(*args, "--credentials", str(credentials_file), home=tmp_path) as proxy,
-        aiohttp.ClientSession() as session,
-    ):
-        workers = await worker_pids(session, proxy.url)
+    async with two_workers(upstream, credentials_file, tmp_path) as proxy:
+        workers = await worker_pids(proxy.url)
         proxy.process.kill()  # the parent, with no chance to stop them
         await proxy.process.wait()
         deadline = time.monotonic() + 10
