@@ -217,7 +217,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup_logging(settings.log_level, settings.log_format)
         # serve reads its configuration again on SIGHUP, as it was read now.
         reread = functools.partial(
-            resolve, given, os.environ, serving=serving, used=used, defaults=defaults
+            resolve,
+            given,
+            os.environ,
+            serving=serving,
+            used=used,
+            defaults=defaults,
+            read_default=reads,
         )
         return _command(args, settings, reread)
     except ConfigError as exc:

@@ -59,6 +59,30 @@ async def test_quitquitquit_needs_post_and_the_token(make_proxy: ProxyFactory) -
     assert client.service.stopping.is_set()
 
 
+async def test_a_least_privilege_client_may_not_stop_the_proxy(
+    make_proxy: ProxyFactory, tmp_path: Path
+) -> None:
+    (tmp_path / "reader.token").write_text("reader-token-0001\n")
+    (tmp_path / "admin.token").write_text("admin-token-00002\n")
+    config = tmp_path / "proxy.ini"
+    config.write_text(
+        f"[client.reader]\ntoken_file = {tmp_path / 'reader.token'}\nread_only = true\n"
+        f"[client.admin]\ntoken_file = {tmp_path / 'admin.token'}\n"
+    )
+    client = await make_proxy(admin_endpoints="true", config=str(config))
+    reader = {"Authorization": "Bearer reader-token-0001"}
+    async with client.post("/-/quitquitquit", headers=reader) as response:
+        assert (response.status, (await response.json())["error"]["code"]) == (
+            403,
+            "policy_denied",
+        )
+    assert not client.service.stopping.is_set()
+    admin = {"Authorization": "Bearer admin-token-00002"}
+    async with client.post("/-/quitquitquit", headers=admin) as response:
+        assert response.status == 202
+    assert client.service.stopping.is_set()
+
+
 async def test_quitquitquit_stops_the_process_after_requests_in_flight(
     upstream: FakeUpstream, credentials_file: Path, tmp_path: Path
 ) -> None:

@@ -141,3 +141,23 @@ async def test_what_needs_a_restart_is_named_and_the_rest_applies(
         assert not any("proxy.access" in line for line in proxy.lines[seen:])  # warning now
         proxy.process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proxy.process.wait(), 10) == 0
+
+
+async def test_a_reload_that_drops_the_token_of_a_reachable_listener_is_refused(
+    upstream: FakeUpstream, credentials_file: Path, tmp_path: Path
+) -> None:
+    # The file moves the listener to loopback and drops the token: the listener stays where
+    # it is until a restart, so dropping the token would open it to the network.
+    config = tmp_path / "proxy.ini"
+    config.write_text("[proxy]\nlisten = 0.0.0.0:0\ntoken = a-token-0001\n")
+    args = ("--upstream", upstream.url, "--config", str(config))
+    async with command(*args, "--credentials", str(credentials_file), home=tmp_path) as proxy:
+        config.write_text("[proxy]\nlisten = 127.0.0.1:0\n")
+        line = await hup_and_wait(proxy, "config not reloaded")
+        assert "listens on 0.0.0.0:0 and the config file sets no token" in line
+        async with aiohttp.ClientSession() as session:
+            url = proxy.url.replace("0.0.0.0", "127.0.0.1") + "/graphql/v1"
+            async with session.post(url, data=QUERY) as response:
+                assert response.status == 401  # the token is still asked for
+        proxy.process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proxy.process.wait(), 10) == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-from collections.abc import MutableMapping
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 
 from ..config.settings import Settings
@@ -70,7 +70,7 @@ def activated(environ: MutableMapping[str, str]) -> list[Activated]:
     return found
 
 
-def check_exposure(settings: Settings, sockets: list[Activated]) -> None:
+def check_exposure(settings: Settings, sockets: Sequence[Activated]) -> None:
     """The rule --listen follows, for the sockets systemd opened: one that others can reach
     needs clients to present a token, or --allow-unauthenticated."""
     if settings.token is not None or settings.clients or settings.allow_unauthenticated:

@@ -79,6 +79,10 @@ def quit_asked(request: web.Request, state: ProxyState) -> web.Response:
     admitted = admit(request, state)
     if isinstance(admitted, web.Response):
         return admitted
+    if admitted.policy is not None:  # least privilege: stopping the service is not reading
+        return error_response(
+            403, "policy_denied", "a client with read_only or allow-lists may not stop the proxy"
+        )
     assert state.quit is not None, "serve sets how to stop before it listens"
     state.quit(f"{request.method} /-/{QUIT}")
     return web.json_response({"status": "stopping"}, status=202)

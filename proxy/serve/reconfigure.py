@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
+from ..client import Pool
 from ..config.settings import Settings, settings_for
 from ..errors import ConfigError
 from ..keys.credentials import Credentials, load_credentials
+from .activation import check_exposure
 from .clients import Clients
 from .pools import create_pool
 from .throttle import Throttle
 
 if TYPE_CHECKING:
-    from ..client import Pool
     from .server import ProxyService
 
 log = logging.getLogger("proxy.config")
@@ -59,17 +59,21 @@ def reconfigure(service: ProxyService, reread: Callable[[], Settings]) -> str:
             else load_credentials(new.credentials, name, environ)
             for name in sorted(names)
         }
-    except ConfigError as exc:
+        later = [key for key in AT_RESTART if getattr(new, key) != getattr(old, key)]
+        new = dataclasses.replace(new, **{key: getattr(old, key) for key in later})
+        # Checked again with what stays in use: a file that drops the token must not open a
+        # listener others can reach (resolve checked the address the file names).
+        check_exposure(new, service.activated)
+        _check_listen_exposure(new)
+    except (ConfigError, OSError, ValueError) as exc:
         service.metrics.config_reload("error")
         log.error("config not reloaded, the previous one stays in use: %s", exc)
         return "error"
-    later = [key for key in AT_RESTART if getattr(new, key) != getattr(old, key)]
     if later:
         log.warning(
             "config: %s changed: takes effect at the next start (the rest is reloaded)",
             ", ".join(key.replace("_", "-") for key in later),
         )
-        new = dataclasses.replace(new, **{key: getattr(old, key) for key in later})
     if new == old:
         service.metrics.config_reload("unchanged")
         log.info("config unchanged")
@@ -79,6 +83,19 @@ def reconfigure(service: ProxyService, reread: Callable[[], Settings]) -> str:
     log.info("config reloaded%s", f" from {new.config}" if new.config else "")
     logging.getLogger("proxy").setLevel(new.log_level.upper())  # after the line: it is said
     return "success"
+
+
+def _check_listen_exposure(settings: Settings) -> None:
+    """--listen's rule, for the address still listened on."""
+    listen = settings.listen
+    if listen.is_loopback or settings.token is not None or settings.clients:
+        return
+    if settings.allow_unauthenticated:
+        return
+    raise ConfigError(
+        f"the proxy listens on {listen} and the config file sets no token and no client "
+        "sections: anyone who can reach it could use your Remote.It account; set a token"
+    )
 
 
 def _swap(service: ProxyService, new: Settings, profiles: dict[str, Credentials]) -> None:
@@ -93,29 +110,32 @@ def _swap(service: ProxyService, new: Settings, profiles: dict[str, Credentials]
     for name, watcher in clients.watchers.items():
         if old_watchers.get(name) is not watcher:
             service.watch(watcher)
-    state.mounts = _mounts(state.mounts, service.settings, new, service.environ)
+    state.mounts = _mounts(state.mounts, service.settings, new, service.environ, service.retire)
     service.settings = state.settings = new
     service.clients = state.clients = clients
     state.token = new.token.encode() if new.token is not None else None
     state.throttle = Throttle(new, clients, service.metrics)
 
 
-Mount = tuple[str, Settings, "Pool"]
+Mount = tuple[str, Settings, Pool]
 
 
 def _mounts(
-    mounts: tuple[Mount, ...], old: Settings, new: Settings, environ: Mapping[str, str]
+    mounts: tuple[Mount, ...],
+    old: Settings,
+    new: Settings,
+    environ: Mapping[str, str],
+    retire: Callable[[Pool], None],
 ) -> tuple[Mount, ...]:
     """The named upstreams' mounts: an unchanged upstream keeps its pool (and connections);
-    a new one gets a pool; one removed has its pool closed once requests in flight had their
-    time (--shutdown-timeout)."""
+    a new one gets a pool; one removed is retired (closed once requests in flight had their
+    time, or at the stop)."""
     pools = {named: pool for named in old.upstreams for m, _, pool in mounts if m in named.mounts}
     built: list[Mount] = []
     for named in new.upstreams:
         settings = settings_for(new, named)
         pool = pools.pop(named, None) or create_pool(settings, environ)
         built += [(mount, settings, pool) for mount in named.mounts]
-    loop = asyncio.get_running_loop()
     for pool in set(pools.values()):
-        loop.call_later(new.shutdown_timeout, pool.close)
+        retire(pool)
     return tuple(sorted(built, key=lambda mount: -len(mount[0])))

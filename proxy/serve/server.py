@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from aiohttp import web
 
+from ..client import Pool
 from ..config.addresses import Listen
 from ..config.settings import Settings, settings_for
 from ..errors import ListenError
@@ -113,7 +114,8 @@ class ProxyService:
         self.environ = environ  # the process's: credential commands and proxies read it
         self._reload_interval = reload_interval
         self._reuse_port = reuse_port
-        self._activated = tuple(activated)  # sockets systemd passed: served instead of --listen
+        self.activated = tuple(activated)  # sockets systemd passed: served instead of --listen
+        self._retired: list[tuple[Pool, asyncio.TimerHandle]] = []  # named upstreams removed
         self.stopping = asyncio.Event()  # set to begin the graceful shutdown (serve waits on it)
         self.state.quit = self.quit
         self._runner: web.BaseRunner | None = None
@@ -172,8 +174,8 @@ class ProxyService:
         log.debug("at most %d client connections", self.limits.max_connections)
         for watcher in self.clients.watchers.values():
             self.watch(watcher)
-        if self._activated:
-            self.addresses = [passed.address for passed in self._activated]
+        if self.activated:
+            self.addresses = [passed.address for passed in self.activated]
         elif listen.unix is not None:
             self.addresses = [f"unix:{listen.unix}"]
         else:
@@ -183,8 +185,16 @@ class ProxyService:
     def watch(self, watcher: CredentialsWatcher) -> None:
         """Keep a profile's key current, from now until the proxy stops (or the profile is
         no longer used: ``unwatch``)."""
+        if watcher in self._watching:
+            return  # watched already
         watcher.verify = verifier(self.state)  # a changed key is used once the API takes it
         self._watching[watcher] = asyncio.create_task(watcher.run(self._reload_interval))
+
+    def retire(self, pool: Pool) -> None:
+        """A pool no longer routed to: closed once requests in flight had --shutdown-timeout,
+        or when the proxy stops, whichever comes first."""
+        timer = asyncio.get_running_loop().call_later(self.settings.shutdown_timeout, pool.close)
+        self._retired.append((pool, timer))
 
     def unwatch(self, watcher: CredentialsWatcher) -> None:
         task = self._watching.pop(watcher, None)
@@ -200,8 +210,8 @@ class ProxyService:
     def _sites(self, runner: web.BaseRunner) -> list[web.BaseSite]:
         """Where to serve: the sockets systemd passed, or --listen's (a unix socket made
         here, or a TCP address)."""
-        if self._activated:
-            return [web.SockSite(runner, p.sock, backlog=BACKLOG) for p in self._activated]
+        if self.activated:
+            return [web.SockSite(runner, p.sock, backlog=BACKLOG) for p in self.activated]
         listen = self.settings.listen
         if listen.unix is not None:
             sock = bind_unix(listen.unix, self.settings.socket_mode)
@@ -245,6 +255,10 @@ class ProxyService:
         if self.state.pool is not None:
             self.state.pool.close()
             self.state.pool = None
+        for pool, timer in self._retired:
+            timer.cancel()
+            pool.close()
+        self._retired.clear()
         for _, _, pool in self.state.mounts:
             pool.close()  # (a pool with two mounts is closed twice: harmless)
         self.state.mounts = ()

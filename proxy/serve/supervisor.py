@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -29,6 +30,8 @@ BACKOFF = (0.5, 1.0, 2.0, 5.0)
 EARLY = 10.0
 GIVE_UP = 4
 EXIT_CONFIG = 2  # a configuration error: no restart mends it
+# (By name: Windows has no SIGHUP, and this module is loaded there too.)
+_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
 
 
 def serve_main(
@@ -98,19 +101,28 @@ def serve_workers(
     started: dict[int, float] = {}  # worker number: when its process started
     early: dict[int, int] = {}  # worker number: early deaths in a row
 
-    def start(worker: int) -> None:
-        pid = os.fork()
-        if pid == 0:  # a worker: serve until signalled, then leave without the parent's cleanup
-            holder.close()
-            os._exit(_worker(settings, credentials, worker, reread, shared))
-        children[pid], started[worker] = worker, time.monotonic()
-
-    for worker in range(1, settings.workers + 1):
-        start(worker)
-    notifier = notifier or Notifier({})
-    # The workers were started: each takes requests once it listens (a moment from now).
-    notifier.ready(f"{settings.workers} workers on {settings.listen}")
     stopping = False
+    notifier = notifier or Notifier({})
+
+    def start(worker: int) -> None:
+        # Signals wait while a worker is forked and registered: one arriving in between would
+        # miss it (and a stop begun meanwhile would start a worker nobody stops).
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        try:
+            if stopping:
+                return
+            pid = os.fork()
+            if pid == 0:  # a worker: serve until signalled, then leave without the cleanup
+                # Its own handlers come with serve(); until then a SIGHUP must not kill it.
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+                holder.close()
+                os._exit(_worker(settings, credentials, worker, reread, shared))
+            children[pid], started[worker] = worker, time.monotonic()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
     def relay(signum: int, _frame: object) -> None:
         nonlocal stopping
@@ -121,8 +133,16 @@ def serve_workers(
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signum)
 
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    for signum in _SIGNALS:
         signal.signal(signum, relay)
+    for worker in range(1, settings.workers + 1):
+        start(worker)
+    # The workers were started: each takes requests once it listens (a moment from now).
+    notifier.ready(f"{settings.workers} workers on {settings.listen}")
+    if notifier.watchdog:
+        # The manager's watchdog hears from the parent, the one process it knows: pinged while
+        # the parent supervises (a thread: the parent waits on its children).
+        threading.Thread(target=_pings, args=(notifier,), daemon=True).start()
     worst = 0
     while children:
         pid, status = os.wait()
@@ -166,6 +186,13 @@ def after_death(code: int, lived: float, early: int) -> tuple[int, float | None]
     return early, BACKOFF[min(early, len(BACKOFF)) - 1]
 
 
+def _pings(notifier: Notifier) -> None:
+    assert notifier.watchdog is not None
+    while True:
+        notifier.ping()
+        time.sleep(notifier.watchdog)
+
+
 def _worker(
     settings: Settings,
     credentials: Profiles,
@@ -174,9 +201,6 @@ def _worker(
     shared: Path,
 ) -> int:
     """A worker process's life, as its exit code."""
-    # The parent's handlers relay signals; a worker's own are set by serve().
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, signal.SIG_DFL)
     try:
         run(serve(settings, credentials, worker, reread=reread, metrics_dir=shared))
     except ConfigError as exc:

@@ -63,11 +63,16 @@ async def serve(
     status = ""
 
     def reload() -> None:
+        if not service.addresses:
+            log.info("SIGHUP before the proxy listens: nothing to reload yet")
+            return
         notifier.reloading()
-        if reread is not None:
-            reconfigure(service, reread)  # whole and valid, or not at all
-        service.clients.reload("SIGHUP")  # each key is read again in the background
-        notifier.ready(status)
+        try:
+            if reread is not None:
+                reconfigure(service, reread)  # whole and valid, or not at all
+            service.clients.reload("SIGHUP")  # each key is read again in the background
+        finally:
+            notifier.ready(status)  # the manager must not be left waiting in "reloading"
 
     # Before the start-up line: whoever reads it may signal at once, and the default action
     # of SIGTERM would end the process without draining (exit -15 instead of 0).
