@@ -66,7 +66,11 @@ async def test_rotation_under_continuous_load_fails_no_request(
         assert key_of(upstream.received[-1].header("Authorization")) == current
         credentials_file.write_text(credentials_text(key_id, secret))
         await wait_for(lambda k=key_id: key_of(upstream.received[-1].header("Authorization")) == k)
-        # Once the proxy signs with the new key, the old one is disabled at the API.
+        # Once the proxy signs with the new key, the old one is disabled at the API, after a
+        # grace (as rotate waits): with four senders, a request signed with the old key just
+        # before the switch may still be on its way (it was a 401 now and then, under load).
+        switched = len(upstream.received)
+        await wait_for(lambda s=switched: len(upstream.received) > s + 8)
         count = len(upstream.received)
         del upstream.keys[current]
         current = key_id
