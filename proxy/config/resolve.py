@@ -28,12 +28,18 @@ def read_config_file(path: Path) -> dict[str, str]:
     return read_config(path, _KNOWN).values
 
 
+def exposed(listen: Listen, token: str | None, allow_unauthenticated: bool, clients: bool) -> bool:
+    """Whether others could use the account through a proxy listening there: not loopback,
+    no token, no client sections (each client presents its own token), not allowed anyway."""
+    return not (listen.is_loopback or token is not None or allow_unauthenticated or clients)
+
+
 def _check_exposure(values: Mapping[str, Any], clients: tuple[ClientConfig, ...]) -> None:
+    if not exposed(
+        values["listen"], values["token"], values["allow_unauthenticated"], bool(clients)
+    ):
+        return
     listen: Listen = values["listen"]
-    if listen.is_loopback or values["token"] is not None or values["allow_unauthenticated"]:
-        return
-    if clients:  # every request must carry one client's token
-        return
     raise ConfigError(
         f"refusing to listen on {listen} without a token: anyone who can reach that address "
         "could use your Remote.It account through this proxy. Set a token that clients must "

@@ -21,6 +21,7 @@ from ..policy.retry import (
     within_budget,
 )
 from . import websocket
+from .relay import client_gone
 from .replay import failed_before_answer, safe_to_repeat
 
 if TYPE_CHECKING:
@@ -171,7 +172,7 @@ async def resend(
                 not safe
                 or retried >= settings.retries
                 or not within_budget(time.monotonic() - first, wait, settings.retry_budget)
-                or _gone(request)
+                or client_gone(request)
                 or state.draining
             ):
                 return _last(answer, failure)
@@ -235,16 +236,12 @@ def _drop(answer: Answer) -> None:
     answer.release()
 
 
-def _gone(request: web.Request) -> bool:
-    return request.transport is None or request.transport.is_closing()
-
-
 async def _pause(request: web.Request, state: ProxyState, wait: float) -> str:
     """Wait ``wait`` seconds, unless the client leaves (nothing to retry for) or the proxy
     begins to stop (no new attempt then); which of the three happened."""
     deadline = time.monotonic() + wait
     while True:
-        if _gone(request):
+        if client_gone(request):
             return _GONE
         if state.draining:
             return _STOPPING

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from .flights import Key
-from .gate import graphql_path, operations
-from .headers import overrides_method
-from .outgoing import SMALL_BODY, forwarded_content_type
+from .gate import graphql_path
+from .outgoing import SMALL_BODY
+from .replay import queries_only
 
 if TYPE_CHECKING:
     from ..config.settings import Settings
@@ -22,8 +22,6 @@ def key_of(
 ) -> Key | None:
     """What the request asks, if it may share an answer: a GraphQL request, sent whole and
     small, whose every operation is a query; None otherwise."""
-    if overrides_method(request.headers) or (request.method != "POST" and request.body_exists):
-        return None  # not what its method and document say it is (see attempts._safe)
     body = out.body
     if body is not None and not isinstance(body, bytes):
         return None
@@ -31,20 +29,9 @@ def key_of(
     method = request.method
     if method not in ("GET", "POST") or len(body) > SMALL_BODY:
         return None
-    raw = request.raw_path
-    path, _, query = raw.partition("?")
-    if not graphql_path(path, state.settings.graphql_paths):
+    if not graphql_path(request.raw_path.partition("?")[0], state.settings.graphql_paths):
         return None
-    from ..policy.graphql import BadGraphQL  # loaded only by a proxy that coalesces
-
-    content_type = forwarded_content_type(request)
-    found = exchange.operations
-    if found is None:
-        try:
-            found = operations(method, query, content_type, body)
-        except BadGraphQL:
-            return None
-    if not found or any(op.type != "query" for op in found):
+    if not queries_only(request, exchange, body):
         return None
     client = exchange.client
     assert client is not None, "a request is forwarded for a client"

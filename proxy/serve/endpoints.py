@@ -90,8 +90,10 @@ def quit_asked(request: web.Request, state: ProxyState) -> web.Response:
 
 def is_endpoint(raw_path: str) -> bool:
     """Whether a request is for one of the proxy's own endpoints (not a named upstream's)."""
+    if not raw_path.startswith(PREFIX):
+        return False
     name = raw_path[len(PREFIX) :].partition("?")[0]
-    return raw_path.startswith(PREFIX) and (name in ROUTES or name == QUIT)
+    return name in ROUTES or name == QUIT
 
 
 def answer(request: web.Request, state: ProxyState) -> web.Response:

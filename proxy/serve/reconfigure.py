@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from ..client import Pool
+from ..config.resolve import exposed
 from ..config.settings import Settings, settings_for
 from ..errors import ConfigError
 from ..keys.credentials import Credentials, load_credentials
@@ -88,14 +89,11 @@ def reconfigure(service: ProxyService, reread: Callable[[], Settings]) -> str:
 def _check_listen_exposure(settings: Settings) -> None:
     """--listen's rule, for the address still listened on."""
     listen = settings.listen
-    if listen.is_loopback or settings.token is not None or settings.clients:
-        return
-    if settings.allow_unauthenticated:
-        return
-    raise ConfigError(
-        f"the proxy listens on {listen} and the config file sets no token and no client "
-        "sections: anyone who can reach it could use your Remote.It account; set a token"
-    )
+    if exposed(listen, settings.token, settings.allow_unauthenticated, bool(settings.clients)):
+        raise ConfigError(
+            f"the proxy listens on {listen} and the config file sets no token and no client "
+            "sections: anyone who can reach it could use your Remote.It account; set a token"
+        )
 
 
 def _swap(service: ProxyService, new: Settings, profiles: dict[str, Credentials]) -> None:

@@ -46,20 +46,27 @@ def safe_to_repeat(
     if upgrade or not out.replayable or overrides_method(request.headers):
         return False
     method = request.method
-    path, _, query = request.raw_path.partition("?")
-    if not graphql_path(path, state.settings.graphql_paths):
+    if not graphql_path(request.raw_path.partition("?")[0], state.settings.graphql_paths):
         return method in SAFE_METHODS
-    if method != "POST" and request.body_exists:
-        return False  # a server may read a GET's body as the document, which is not parsed
     if method == "OPTIONS":
-        return True  # runs no operation
-    if method not in GRAPHQL_METHODS:
+        return not request.body_exists  # runs no operation (a body: as for GET, see below)
+    return queries_only(request, exchange, out.body if isinstance(out.body, bytes) else b"")
+
+
+def queries_only(request: web.Request, exchange: Exchange, body: bytes) -> bool:
+    """Whether a request to a GraphQL path runs queries only, as the upstream would read it
+    (graphql-core, cached; the policy's reading when it had one): not a method override, not a
+    GET with a body (a server may take that body as the document), every operation a query."""
+    method = request.method
+    if method not in GRAPHQL_METHODS or overrides_method(request.headers):
+        return False
+    if method != "POST" and request.body_exists:
         return False
     found = exchange.operations
     if found is None:
-        from ..policy.graphql import BadGraphQL  # loaded only when a retry is weighed
+        from ..policy.graphql import BadGraphQL  # loaded only when it is asked
 
-        body = out.body if isinstance(out.body, bytes) else b""
+        query = request.raw_path.partition("?")[2]
         try:
             found = operations(method, query, forwarded_content_type(request), body)
         except BadGraphQL:
