@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
@@ -22,6 +24,16 @@ def write_config(tmp_path: Path, text: str, token: str = OLD) -> Path:
     config = tmp_path / "proxy.ini"
     config.write_text(text.replace("@a", str(tmp_path / "a.token")))
     return config
+
+
+@asynccontextmanager
+async def configured(
+    upstream: FakeUpstream, credentials_file: Path, config: Path, home: Path
+) -> AsyncIterator[Command]:
+    """A proxy process reading ``config``, on a free loopback port."""
+    args = ("--listen", "127.0.0.1:0", "--upstream", upstream.url, "--config", str(config))
+    async with command(*args, "--credentials", str(credentials_file), home=home) as proxy:
+        yield proxy
 
 
 async def status(session: aiohttp.ClientSession, proxy: Command, token: str, path: str) -> int:
@@ -73,9 +85,8 @@ async def test_sighup_swaps_a_clients_token_while_a_request_in_flight_finishes(
 
     upstream.respond = respond
     config = write_config(tmp_path, "[client.a]\ntoken_file = @a\n")
-    args = ("--listen", "127.0.0.1:0", "--upstream", upstream.url, "--config", str(config))
     async with (
-        command(*args, "--credentials", str(credentials_file), home=tmp_path) as proxy,
+        configured(upstream, credentials_file, config, tmp_path) as proxy,
         aiohttp.ClientSession() as session,
     ):
         assert await status(session, proxy, OLD, "/graphql/v1") == 200
@@ -96,9 +107,8 @@ async def test_a_broken_file_keeps_the_old_config_and_says_what_is_wrong(
     upstream: FakeUpstream, credentials_file: Path, tmp_path: Path
 ) -> None:
     config = write_config(tmp_path, "[client.a]\ntoken_file = @a\n")
-    args = ("--listen", "127.0.0.1:0", "--upstream", upstream.url, "--config", str(config))
     async with (
-        command(*args, "--credentials", str(credentials_file), home=tmp_path) as proxy,
+        configured(upstream, credentials_file, config, tmp_path) as proxy,
         aiohttp.ClientSession() as session,
     ):
         line = await hup_and_wait(proxy, "config unchanged")  # nothing changed: said so
@@ -116,9 +126,8 @@ async def test_what_needs_a_restart_is_named_and_the_rest_applies(
     upstream: FakeUpstream, credentials_file: Path, tmp_path: Path
 ) -> None:
     config = write_config(tmp_path, "[proxy]\nlog_level = info\n[client.a]\ntoken_file = @a\n")
-    args = ("--listen", "127.0.0.1:0", "--upstream", upstream.url, "--config", str(config))
     async with (
-        command(*args, "--credentials", str(credentials_file), home=tmp_path) as proxy,
+        configured(upstream, credentials_file, config, tmp_path) as proxy,
         aiohttp.ClientSession() as session,
     ):
         assert await status(session, proxy, OLD, "/graphql/v1") == 200
