@@ -204,6 +204,37 @@ async def test_the_service_manager_hears_ready_reloading_stopping_and_watchdog_p
     assert "MONOTONIC_USEC=" in reload
 
 
+async def test_with_workers_ready_waits_until_every_worker_listens(
+    home: Path, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    manager = Manager(tmp_path / "notify")
+    port = free_port()
+    environ = base_env(home) | {"NOTIFY_SOCKET": str(tmp_path / "notify")}
+    with (tmp_path / "log").open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "proxy", "serve", "--listen", f"127.0.0.1:{port}",
+            "--upstream", upstream.url, "--workers", "2", env=environ, stderr=log,
+        )  # fmt: skip
+    try:
+        await manager.until("READY=1")
+        # Both workers had written their start-up line (just before telling the parent) by
+        # the time the manager heard READY=1: forked is not enough.
+        started = (tmp_path / "log").read_text()
+        assert "worker 1/2" in started and "worker 2/2" in started, started
+        ready = next(m for m in manager.messages if "READY=1" in m.split("\n"))
+        assert f"STATUS=2 workers listening on 127.0.0.1:{port}" in ready
+        async with aiohttp.ClientSession() as session:
+            assert await post(session, f"http://127.0.0.1:{port}/graphql/v1") == 200
+        process.send_signal(signal.SIGTERM)
+        await manager.until("STOPPING=1")
+        assert await asyncio.wait_for(process.wait(), 15) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert sum(m.split("\n").count("READY=1") for m in manager.messages) == 1
+
+
 async def test_an_abstract_notify_socket_and_no_watchdog_for_another_pid(
     home: Path, upstream: FakeUpstream
 ) -> None:

@@ -103,6 +103,9 @@ def serve_workers(
 
     stopping = False
     notifier = notifier or Notifier({})
+    # Each worker writes its number here once it listens: the manager hears READY=1 when all
+    # of them do, not when they were merely forked.
+    listening, says_listening = os.pipe()
 
     def start(worker: int) -> None:
         # Signals wait while a worker is forked and registered: one arriving in between would
@@ -119,7 +122,9 @@ def serve_workers(
                 signal.signal(signal.SIGHUP, signal.SIG_IGN)
                 signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
                 holder.close()
-                os._exit(_worker(settings, credentials, worker, reread, shared))
+                os.close(listening)
+                told = _Listening(says_listening, worker)
+                os._exit(_worker(settings, credentials, worker, reread, shared, told))
             children[pid], started[worker] = worker, time.monotonic()
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
@@ -135,10 +140,31 @@ def serve_workers(
 
     for signum in _SIGNALS:
         signal.signal(signum, relay)
+
+    def announce() -> None:
+        """READY=1 once every worker has said it listens (a worker started again counts)."""
+        heard: set[bytes] = set()
+        pending = b""
+        while len(heard) < settings.workers:
+            try:
+                chunk = os.read(listening, 512)
+            except OSError:
+                return
+            if not chunk:
+                return
+            *numbers, pending = (pending + chunk).split(b"\n")
+            heard.update(numbers)
+        if not stopping:
+            notifier.ready(f"{settings.workers} workers listening on {settings.listen}")
+        # Workers started again later write too: drained, so none ever blocks on a full pipe.
+        with contextlib.suppress(OSError):
+            while os.read(listening, 512):
+                pass
+            os.close(listening)
+
+    threading.Thread(target=announce, daemon=True).start()
     for worker in range(1, settings.workers + 1):
         start(worker)
-    # The workers were started: each takes requests once it listens (a moment from now).
-    notifier.ready(f"{settings.workers} workers on {settings.listen}")
     if notifier.watchdog:
         # The manager's watchdog hears from the parent, the one process it knows: pinged while
         # the parent supervises (a thread: the parent waits on its children).
@@ -172,6 +198,7 @@ def serve_workers(
         if not stopping:
             start(worker)
     holder.close()
+    os.close(says_listening)  # the reader sees the end and leaves
     shutil.rmtree(shared, ignore_errors=True)
     return worst
 
@@ -184,6 +211,24 @@ def after_death(code: int, lived: float, early: int) -> tuple[int, float | None]
     if code == EXIT_CONFIG or early >= GIVE_UP:
         return early, None
     return early, BACKOFF[min(early, len(BACKOFF)) - 1]
+
+
+class _Listening(Notifier):
+    """A worker's notifier: its first ``ready`` tells the parent, over a pipe, that this
+    worker listens (the parent alone speaks to the service manager)."""
+
+    def __init__(self, fd: int, worker: int) -> None:
+        super().__init__({})
+        self._fd: int | None = fd
+        self._worker = worker
+
+    def ready(self, status: str) -> None:
+        if self._fd is None:
+            return  # a reload's READY=1: the parent's own business
+        with contextlib.suppress(OSError):
+            os.write(self._fd, b"%d\n" % self._worker)
+        os.close(self._fd)
+        self._fd = None
 
 
 def _pings(notifier: Notifier) -> None:
@@ -199,10 +244,11 @@ def _worker(
     worker: int,
     reread: Callable[[], Settings] | None,
     shared: Path,
+    notifier: Notifier,
 ) -> int:
     """A worker process's life, as its exit code."""
     try:
-        run(serve(settings, credentials, worker, reread=reread, metrics_dir=shared))
+        run(serve(settings, credentials, worker, notifier, reread=reread, metrics_dir=shared))
     except ConfigError as exc:
         log.error("worker %d (pid %d): %s", worker, os.getpid(), exc)
         return EXIT_CONFIG
