@@ -171,7 +171,7 @@ def _command(
         return _tool(args, settings)
     if args.command == "sign":
         credentials = load_credentials(settings.credentials, settings.profile, os.environ)
-        from .commands.check import sign_request
+        from .commands.sign import sign_request
 
         method = args.method or ("POST" if args.data_file else "GET")
         text, warnings = sign_request(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from email.utils import parsedate_to_datetime
+from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,12 @@ def test_http_date_reproduces_vector_dates(case: dict[str, Any]) -> None:
 def test_http_date_is_imf_fixdate_in_gmt() -> None:
     assert signing.http_date(1796023164) == "Mon, 30 Nov 2026 07:19:24 GMT"
     assert signing.http_date(0.999) == "Thu, 01 Jan 1970 00:00:00 GMT"
+
+
+@given(st.floats(min_value=0, max_value=253402300799, allow_nan=False))
+def test_http_date_matches_the_standard_librarys_imf_fixdate(epoch: float) -> None:
+    # The standard library's formatter as the reference (years 1970 to 9999).
+    assert signing.http_date(epoch) == formatdate(int(epoch // 1), usegmt=True)
 
 
 def test_request_target_lowercases_method_only() -> None:

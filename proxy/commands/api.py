@@ -16,8 +16,8 @@ from ..errors import AccountError, UpstreamError
 from ..keys.credentials import Credentials
 from ..keys.rotation import KeyInfo
 from ..ops.clock import ClockSkew
-from ..serve.outgoing import graphql_post
 from ..serve.pools import create_pool
+from ..serve.signed import graphql_post
 
 LIST_KEYS = "{ login { email accessKeys { key enabled created lastUsed } } }"
 DEVELOPER_KEY = "{ login { apiKey { key } } }"

@@ -59,7 +59,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     elif args[0] not in (*COMMANDS, "-h", "--help", "--version"):
         _exit(f"'{args[0]}' is not a command{suggest(args[0], COMMANDS)}", None)
     command = args[0] if args[0] in COMMANDS else None
-    parser = build_parser()
+    parser = build_parser(only=command)
     try:
         return parser.parse_args(args)
     except UsageError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 from pathlib import Path
 from typing import NoReturn
 
@@ -88,7 +89,12 @@ def _add_setting(group: argparse._ArgumentGroup, option: Option) -> None:
 
 
 def _command(
-    commands: argparse._SubParsersAction[Parser], name: str, summary: str, description: str
+    commands: argparse._SubParsersAction[Parser],
+    name: str,
+    summary: str,
+    description: str,
+    *,
+    only: str | None,
 ) -> Parser:
     parser = commands.add_parser(
         name,
@@ -96,14 +102,17 @@ def _command(
         description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    if only is not None and only != name:
+        return parser  # never parsed: its settings would only cost `sign` start-up time
     group = parser.add_argument_group("settings")
     for option in (CONFIG_OPTION, *(BY_NAME[n] for n in COMMAND_OPTIONS[name])):
         _add_setting(group, option)
     return parser
 
 
-def build_parser() -> Parser:
-    """The parser of ``remoteit-proxy [COMMAND] [OPTIONS]``; each command has its own options."""
+def build_parser(only: str | None = None) -> Parser:
+    """The parser of ``remoteit-proxy [COMMAND] [OPTIONS]``; each command has its own options
+    (with ``only``, that command's alone: the others are listed but take none)."""
     parser = Parser(
         prog=PROG,
         description="Local proxy that signs requests to the Remote.It API with your access key.",
@@ -114,24 +123,22 @@ def build_parser() -> Parser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    _command(
-        commands,
+    add = functools.partial(_command, commands, only=only)
+    add(
         "serve",
         "run the proxy (the default)",
         "Listen for plain requests, sign them with the profile's access key and forward them "
         "to the upstream (https://api.remote.it). Stops on SIGTERM or Ctrl+C after the requests "
         "in flight have finished.",
     )
-    check = _command(
-        commands,
+    check = add(
         "check",
         "send one signed { login { email } } query and diagnose the answer",
         "Send one signed { login { email } } query with the same settings serve would use, "
         "and print the account, profile, masked key id, status, latency and clock offset.",
     )
     check.epilog = CHECK_EPILOG
-    sign = _command(
-        commands,
+    sign = add(
         "sign",
         "print the signed headers for one request",
         "Print the Date and Authorization (and DeveloperKey) headers for one request; "
@@ -151,8 +158,7 @@ def build_parser() -> Parser:
         default="headers",
         help="header lines for curl -H @-, a whole curl command, or JSON (default headers)",
     )
-    imported = _command(
-        commands,
+    imported = add(
         "import",
         "store a downloaded access key in the credentials file",
         "Read the file the Remote.It account page downloads for a new access key (the "
@@ -168,8 +174,7 @@ def build_parser() -> Parser:
     )
     imported.add_argument("--force", action="store_true", help="replace an existing profile")
     _store_option(imported)
-    configure = _command(
-        commands,
+    configure = add(
         "configure",
         "type in an access key and store it in the credentials file",
         "Ask for the access key id, the secret access key (not echoed) and the optional "
@@ -178,8 +183,7 @@ def build_parser() -> Parser:
     )
     configure.add_argument("--force", action="store_true", help="replace an existing profile")
     _store_option(configure)
-    rotate = _command(
-        commands,
+    rotate = add(
         "rotate",
         "replace the profile's access key with a new one, through the API",
         "Create a new access key, check that the API accepts it, store it where the profile "
@@ -195,8 +199,7 @@ def build_parser() -> Parser:
         default=10.0,
         help="seconds between storing the new key and disabling the old one (default 10)",
     )
-    run = _command(
-        commands,
+    run = add(
         "exec",
         "run a command with its own proxy: a URL and a token, never the key",
         "Start the proxy in this process on 127.0.0.1 at a free port with a new random "
@@ -206,8 +209,7 @@ def build_parser() -> Parser:
     )
     run.add_argument("--client", metavar="NAME", help="use the policy and profile of [client.NAME]")
     run.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS]")
-    waiting = _command(
-        commands,
+    waiting = add(
         "wait",
         "wait until a proxy answers /-/ready (exit 0), or the timeout passes (exit 1)",
         "Ask GET /-/ready of the proxy at --url (default: the --listen address) until it "
@@ -217,9 +219,8 @@ def build_parser() -> Parser:
     waiting.add_argument(
         "--timeout", metavar="S", type=_seconds, default=30.0, help="seconds (default 30)"
     )
-    _command(commands, "version", "print the version", "Print the versions that matter.")
-    shells = _command(
-        commands,
+    add("version", "print the version", "Print the versions that matter.")
+    shells = add(
         "completion",
         "print a shell completion script",
         "Print the completion script for SHELL: e.g. 'source <(remoteit-proxy completion "

@@ -6,7 +6,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UpstreamError
-from .outgoing import graphql_post
+from .signed import graphql_post
 
 if TYPE_CHECKING:
     from ..keys.credentials import Credentials
