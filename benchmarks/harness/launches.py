@@ -82,9 +82,16 @@ def nginx_launch(
 
 
 def proxy_launch(
-    ctx: Context, name: str, port: int, upstream: int, *extra: str, https: bool = False
+    ctx: Context,
+    name: str,
+    port: int,
+    upstream: int,
+    *extra: str,
+    https: bool = False,
+    log_level: str | None = "warning",
 ) -> Launch:
-    """remoteit-proxy at --log-level warning: access lines at info would cost throughput.
+    """remoteit-proxy at --log-level warning: access lines at info would cost throughput;
+    ``log_level`` None gives no --log-level, the default (INFO) that README users run.
 
     With ``https``, ``upstream`` is the upstream's https port, reached as
     https://localhost:PORT and its certificate verified against the benchmark's CA
@@ -97,7 +104,9 @@ def proxy_launch(
         extra = ("--ca-bundle", str(ctx.tls.ca), *extra)
     argv = [sys.executable, "-m", "proxy", "--listen", f"127.0.0.1:{port}"]
     argv += ["--upstream", origin, "--credentials", str(ctx.credentials)]
-    argv += ["--log-level", "warning", "--shutdown-timeout", "2", *extra]
+    if log_level is not None:
+        argv += ["--log-level", log_level]
+    argv += ["--shutdown-timeout", "2", *extra]
     return Launch(
         f"remoteit-proxy ({name})", argv, dict(ctx.env), ctx.workdir / f"{name}.log", ROOT
     )

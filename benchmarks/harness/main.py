@@ -27,7 +27,9 @@ from .signatures import check_signatures
 from .startup import measure_startup
 from .tls import NO_CERTS, make_certificates, tls_session
 from .tools import ensure_tools
-from .wrk import Measurement, added_p50, measure, ratios, reference_for
+from .workload import measure_workload
+from .workload_calls import check_workload_signatures, ensure_programs
+from .wrk import Measurement, added_p50, info_vs_warning, measure, ratios, reference_for
 
 # Would change which key remoteit-proxy signs with, or send its traffic to another host.
 SCRUBBED_ENV = re.compile(r"R3_|REMOTEIT_PROXY_|(HTTPS?|ALL|NO|FTP)_PROXY$", re.IGNORECASE)
@@ -35,9 +37,11 @@ SCRUBBED_ENV = re.compile(r"R3_|REMOTEIT_PROXY_|(HTTPS?|ALL|NO|FTP)_PROXY$", re.
 
 def run(ctx: Context, args: argparse.Namespace) -> tuple[dict[str, Any], list[Measurement]]:
     """All measurements; later steps that fail are reported, not fatal."""
+    workload = ctx.tls is not None and not args.skip_workload
     results: dict[str, Any] = {
         "environment": environment(ctx),
         "settings": {
+            "only": args.only,
             "duration_s": args.duration,
             "warm_up_s": args.warm_up,
             "rounds": args.rounds,
@@ -48,11 +52,22 @@ def run(ctx: Context, args: argparse.Namespace) -> tuple[dict[str, Any], list[Me
                 "certificates": None if ctx.tls is None else ctx.tls.source,
                 "skipped": "" if ctx.tls else "--skip-https" if args.skip_https else NO_CERTS,
             },
+            "workload_calls": args.calls if workload else None,
         },
         "errors": [],
     }
     say("checking signatures against an independent verifier")
-    checks = asyncio.run(check_signatures(ctx))
+    checks = [] if args.only == "workload" else asyncio.run(check_signatures(ctx))
+    if workload:
+        try:
+            ensure_programs(install=not args.no_install)
+        except BenchError as exc:
+            if args.only == "workload":
+                raise
+            results["errors"].append(f"user workload: {exc}")
+            workload = False
+    if workload:
+        checks += asyncio.run(check_workload_signatures(ctx))
     results["signature_checks"] = [asdict(check) for check in checks]
     for check in checks:
         say(f"{check.signer} {check.request}: {'valid' if check.verified else check.reason}")
@@ -60,6 +75,21 @@ def run(ctx: Context, args: argparse.Namespace) -> tuple[dict[str, Any], list[Me
         raise BenchError("a signing proxy sent a request that does not verify; see above")
 
     results["environment"]["busy_before"] = wait_until_quiet(args.wait_quiet)
+    measurements = [] if args.only == "workload" else run_throughput(ctx, args, results)
+    if workload:
+        try:
+            results["workload"] = measure_workload(ctx, args.rounds, args.calls)
+        except (BenchError, subprocess.TimeoutExpired) as exc:
+            results["errors"].append(f"user workload: {exc}")
+    elif ctx.tls is None and not (args.skip_workload or args.skip_https):
+        results["errors"].append("user workload: it needs the https upstream's certificates")
+    return results, measurements
+
+
+def run_throughput(
+    ctx: Context, args: argparse.Namespace, results: dict[str, Any]
+) -> list[Measurement]:
+    """The throughput tables, start-up time and memory, into ``results``."""
     setups = start_setups(ctx)
     https = next((s.port for s in setups if s.key == "direct-https"), None)
     if https is not None and ctx.tls is not None:
@@ -75,6 +105,7 @@ def run(ctx: Context, args: argparse.Namespace) -> tuple[dict[str, Any], list[Me
         )
         for m in measurements
     ]
+    results["info_vs_warning_rps"] = info_vs_warning(measurements)
     # The proxies only (not the upstream); nginx's master and worker together.
     results["rss_after_load_mib"] = {
         s.label: round(rss_mib(s.proc.pid), 1) for s in setups if not s.baseline
@@ -92,7 +123,7 @@ def run(ctx: Context, args: argparse.Namespace) -> tuple[dict[str, Any], list[Me
             results["memory"] = measure_memory(ctx, args.stream_mib)
         except (BenchError, subprocess.TimeoutExpired) as exc:
             results["errors"].append(f"memory: {exc}")
-    return results, measurements
+    return measurements
 
 
 def parse_args(argv: Sequence[str] | None, doc: str | None = None) -> argparse.Namespace:
@@ -107,6 +138,17 @@ def parse_args(argv: Sequence[str] | None, doc: str | None = None) -> argparse.N
     )
     parser.add_argument(
         "--quick", action="store_true", help="2 s runs, 1 round, 3 starts, 256 MiB streams"
+    )
+    parser.add_argument(
+        "--only",
+        choices=["workload"],
+        help="workload: only the user-workload table (about a minute with --quick)",
+    )
+    parser.add_argument(
+        "--skip-workload", action="store_true", help="leave out the user-workload table"
+    )
+    parser.add_argument(
+        "--calls", type=int, default=100, help="calls per way in the user workload (default 100)"
     )
     parser.add_argument("--skip-memory", action="store_true", help="skip the memory helpers")
     parser.add_argument(
@@ -132,6 +174,10 @@ def parse_args(argv: Sequence[str] | None, doc: str | None = None) -> argparse.N
         args.rounds = 1 if args.quick else 3
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
+    if args.calls < 1:
+        parser.error("--calls must be at least 1")
+    if args.only == "workload" and (args.skip_workload or args.skip_https):
+        parser.error("--only workload runs over https: no --skip-workload or --skip-https")
     args.warm_up = 1 if args.quick else 2
     args.starts = 3 if args.quick else 5
     args.stream_mib = 256 if args.quick else 1024
@@ -155,7 +201,10 @@ def main(argv: Sequence[str] | None = None, doc: str | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="remoteit-bench-") as tmp:
         workdir = Path(tmp)
         workdir.chmod(0o755)  # nginx workers (user nobody) may need to reach their prefix
-        secret_b64 = base64.b64encode(os.urandom(32)).decode()
+        # No NUL or newline byte: the vendor's recipe keeps the decoded secret in a shell
+        # variable and passes it to openssl as an argument.
+        secret = bytes(byte for byte in os.urandom(64) if byte not in (0, 10))[:32]
+        secret_b64 = base64.b64encode(secret).decode()
         credentials = workdir / "credentials"
         credentials.write_text(
             f"[DEFAULT]\nR3_ACCESS_KEY_ID={KEY_ID}\nR3_SECRET_ACCESS_KEY={secret_b64}\n"

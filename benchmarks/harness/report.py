@@ -18,7 +18,8 @@ import aiohttp
 from .common import BODY, CONNECTIONS, PATH
 from .context import Context
 from .tools import NJS_PACKAGES
-from .wrk import Measurement, added_p50, ratios, reference_for
+from .workload import workload_notes, workload_table
+from .wrk import Measurement, added_p50, info_vs_warning, ratios, reference_for
 
 
 def ratio(value: float | None) -> str:
@@ -85,21 +86,42 @@ def report(results: dict[str, Any], measurements: Sequence[Measurement]) -> str:
         f"remoteit-proxy {env['remoteit_proxy']}, aiohttp {env['aiohttp']}",
         f"  OpenSSL {env['openssl']} (Python), {env['nginx_openssl']} (nginx build)",
         f"  proxies on CPU {env['proxy_cpu']} (nginx: 1 worker; remoteit-proxy: "
-        f"--log-level warning),",
-        f"  wrk and the upstream on CPU {env['load_cpu']}; all CPUs {env['busy_before']:.0%} "
-        "busy with other work just before the start",
-        f"  wrk -t1, POST {PATH} {BODY}",
-        f"  {settings['rounds']} round(s) of {settings['duration_s']} s per setup and "
-        f"connection count, after a {settings['warm_up_s']} s warm-up",
-        "",
-        "Signatures (independent verifier, tests/fake_upstream.py):",
+        f"--log-level warning but where said),",
+        f"  wrk, clients and the upstream on CPU {env['load_cpu']}; all CPUs "
+        f"{env['busy_before']:.0%} busy with other work just before the start",
     ]
+    if measurements:
+        lines += [
+            f"  wrk -t1, POST {PATH} {BODY}",
+            f"  {settings['rounds']} round(s) of {settings['duration_s']} s per setup and "
+            f"connection count, after a {settings['warm_up_s']} s warm-up",
+        ]
+    lines += ["", "Signatures (independent verifier, tests/fake_upstream.py):"]
     checks = results["signature_checks"]
     width = max(len(check["signer"]) for check in checks)
     for check in checks:
         verdict = "valid" if check["verified"] else f"INVALID ({check['status']} {check['reason']})"
         lines.append(f"  {check['signer']:<{width}} {check['request']:<38} {verdict}")
-    lines += ["", "Throughput and latency:", throughput_report(measurements, "http")]
+    if measurements:
+        lines += throughput_lines(results, measurements)
+    workload = results.get("workload")
+    if workload:
+        headers, rows = workload_table(workload)
+        lines += [
+            "",
+            f"User workload: {workload['calls']} sequential small GraphQL calls to a TLS upstream"
+            f" behind a {workload['rtt_ms']} ms round trip",
+            table(headers, rows),
+            *workload_notes(workload),
+        ]
+    for error in results.get("errors", []):
+        lines.append(f"ERROR: {error}")
+    return "\n".join(lines)
+
+
+def throughput_lines(results: dict[str, Any], measurements: Sequence[Measurement]) -> list[str]:
+    """The throughput tables, RSS, start-up time and memory."""
+    lines = ["", "Throughput and latency:", throughput_report(measurements, "http")]
     lines += [
         "  medians over the rounds; spread = half the range of req/s over the rounds;",
         "  added p50 = p50 of the setup minus p50 of the upstream direct at the same connections;",
@@ -113,6 +135,13 @@ def report(results: dict[str, Any], measurements: Sequence[Measurement]) -> str:
         )
     if reference_for(measurements, "http") != "njs":
         lines.append("  nginx njs is unavailable: ratios are to the plain nginx proxy")
+    info = info_vs_warning(measurements)
+    if any(value is not None for value in info.values()):
+        per = ", ".join(f"{ratio(v)} at {c} conn(s)" for c, v in info.items())
+        lines.append(
+            "  remoteit at INFO: no --log-level (README's install, an access line per request);"
+        )
+        lines.append(f"  its req/s over remoteit-proxy's at --log-level warning: {per}")
     https = results["settings"]["https"]
     if any(m.upstream == "https" for m in measurements):
         lines += [
@@ -168,9 +197,7 @@ def report(results: dict[str, Any], measurements: Sequence[Measurement]) -> str:
         ]
         lines += ["", "remoteit-proxy resident memory (peak RSS):"]
         lines.append(table(["case", "MiB", "notes"], rows, align="lrl"))
-    for error in results.get("errors", []):
-        lines.append(f"ERROR: {error}")
-    return "\n".join(lines)
+    return lines
 
 
 def environment(ctx: Context) -> dict[str, Any]:

@@ -30,8 +30,9 @@ class Setup:
 
 
 def start_setups(ctx: Context) -> list[Setup]:
-    """Start the upstream (a), then the proxies (b) to (f) in front of it; with
-    certificates, also (c) and (d) in front of its https port, measured against it direct."""
+    """Start the upstream (a), then the proxies (b) to (f) in front of it (remoteit-proxy twice:
+    at --log-level warning and at the default INFO); with certificates, also (c) and (d) in
+    front of its https port, measured against it direct."""
     upstream = free_port()
     tls_upstream = None if ctx.tls is None else free_port()
     launch = nginx_launch(ctx, "upstream", "upstream.conf", upstream, upstream, tls_upstream)
@@ -46,6 +47,14 @@ def start_setups(ctx: Context) -> list[Setup]:
         )
     plans.append(
         ("remoteit", "remoteit-proxy", lambda p: proxy_launch(ctx, "remoteit", p, upstream))
+    )
+    # What README users run: no --log-level, so INFO and an access line per request.
+    plans.append(
+        (
+            "remoteit-info",
+            "remoteit at INFO",
+            lambda p: proxy_launch(ctx, "remoteit-info", p, upstream, log_level=None),
+        )
     )
     # The cost of a policy: each GraphQL body read whole and parsed with graphql-core.
     plans.append(

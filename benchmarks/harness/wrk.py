@@ -224,3 +224,14 @@ def ratios(
             "added_p50_ms": over(added[key], added[(ref.setup, ref.connections)]),
         }
     return found
+
+
+def info_vs_warning(measurements: Sequence[Measurement]) -> dict[str, float | None]:
+    """remoteit-proxy's req/s at the default log level INFO over --log-level warning's, by
+    connection count."""
+    rps = {(m.setup, m.connections): m.rps for m in measurements}
+    found: dict[str, float | None] = {}
+    for connections in CONNECTIONS:
+        info, warning = rps.get(("remoteit-info", connections)), rps.get(("remoteit", connections))
+        found[str(connections)] = info / warning if info is not None and warning else None
+    return found
