@@ -11,12 +11,21 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+from conftest import KEY_ID, SECRET, SECRET_B64, write_credentials
 from fake_upstream import FakeUpstream, Received
 from prometheus_client.parser import text_string_to_metric_families
+from test_cli import base_env, proxy_process
+from test_credential_process import Command as KeyCommand
+from test_credential_process import key_json
 from test_faults import Command, command
+from test_rotation import credentials_text, key_of, wait_for
 
 QUERY = b'{"query":"{ login { email } }"}'
 OLD, NEW = "token-of-a-old-0001", "token-of-a-new-0002"
+KEY_B, KEY_C = "TESTKEYID0000000BBBB", "TESTKEYID0000000CCCC"
+SECRET_B = b"another secret, 32 bytes long..."
+# A second profile, [other], with its own key.
+OTHER = credentials_text(KEY_C, SECRET_B).replace("[DEFAULT]", "[other]")
 
 
 def write_config(tmp_path: Path, text: str, token: str = OLD) -> Path:
@@ -168,5 +177,143 @@ async def test_a_reload_that_drops_the_token_of_a_reachable_listener_is_refused(
             url = proxy.url.replace("0.0.0.0", "127.0.0.1") + "/graphql/v1"
             async with session.post(url, data=QUERY) as response:
                 assert response.status == 401  # the token is still asked for
+        proxy.process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proxy.process.wait(), 10) == 0
+
+
+async def test_a_reload_that_cannot_build_a_named_upstream_changes_nothing(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    # Everything that can fail is built before anything is swapped: here the last thing, the
+    # named upstream's pool (its CA bundle is not PEM), after a new profile was loaded.
+    credentials = tmp_path / "credentials"
+    write_credentials(credentials, credentials_text(KEY_ID, SECRET) + OTHER)
+    (tmp_path / "bad.pem").write_text("not a certificate\n")
+    config = write_config(tmp_path, "[client.a]\ntoken_file = @a\n")
+    async with (
+        configured(upstream, credentials, config, tmp_path) as proxy,
+        aiohttp.ClientSession() as session,
+    ):
+        config.write_text(
+            f"[client.a]\ntoken_file = {tmp_path / 'a.token'}\nprofile = other\n"
+            f"[upstream.ev]\nurl = https://127.0.0.1:9\nmount = /ev\n"
+            f"ca_bundle = {tmp_path / 'bad.pem'}\n"
+        )
+        seen = len(proxy.lines)
+        line = await hup_and_wait(proxy, "config not reloaded")
+        assert f"config file {config} [upstream.ev]" in line and "bad.pem" in line, line
+        assert "ERROR" in line and "Traceback" not in "".join(proxy.lines[seen:])
+        # The keys are read again all the same, as on every SIGHUP.
+        await logged(proxy, "credentials unchanged (SIGHUP): profile DEFAULT", seen)
+        assert await reloads(session, proxy) == {"success": 0, "unchanged": 0, "error": 1}
+        assert await status(session, proxy, OLD, "/graphql/v1") == 200
+        assert key_of(upstream.last().header("Authorization")) == KEY_ID  # not [other]'s
+        # The profile in use is still watched: a rotation is picked up without a signal.
+        upstream.keys[KEY_B] = SECRET_B
+        write_credentials(credentials, credentials_text(KEY_B, SECRET_B) + OTHER)
+        await logged(proxy, "credentials reloaded (the file changed)", seen)
+        assert await status(session, proxy, OLD, "/graphql/v1") == 200
+        assert key_of(upstream.last().header("Authorization")) == KEY_B
+        proxy.process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proxy.process.wait(), 10) == 0
+
+
+async def test_a_reload_refuses_client_sections_while_the_key_is_in_the_environment(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    # The start refuses [client.NAME] sections while R3_* set the one key: so does a reload.
+    config = tmp_path / "proxy.ini"
+    config.write_text("[proxy]\nlog_level = info\n")
+    env = base_env(tmp_path) | {"R3_ACCESS_KEY_ID": KEY_ID, "R3_SECRET_ACCESS_KEY": SECRET_B64}
+    args = ("serve", "--listen", "127.0.0.1:0", "--upstream", upstream.url)
+    async with (
+        proxy_process(*args, "--config", str(config), env=env) as running,
+        aiohttp.ClientSession() as session,
+    ):
+        proxy = Command(running.process, running.url, "", 0, running.lines)
+        write_config(tmp_path, "[proxy]\nlog_level = info\n[client.a]\ntoken_file = @a\n")
+        line = await hup_and_wait(proxy, "config not reloaded")
+        assert (
+            "R3_ACCESS_KEY_ID and R3_SECRET_ACCESS_KEY set in the environment would replace the "
+            "key of every [client.NAME] profile; unset them" in line
+        ), line
+        async with session.post(proxy.url + "/graphql/v1", data=QUERY) as response:
+            assert response.status == 200  # no token asked for: the old config stays
+        assert (await reloads(session, proxy))["error"] == 1
+
+
+async def test_clock_skew_options_changed_by_a_reload_are_named_for_the_next_start(
+    upstream: FakeUpstream, credentials_file: Path, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, "[client.a]\ntoken_file = @a\n")
+    async with configured(upstream, credentials_file, config, tmp_path) as proxy:
+        config.write_text(
+            "[proxy]\nclock_skew_threshold = 60\nno_clock_correction = true\n"
+            f"[client.a]\ntoken_file = {tmp_path / 'a.token'}\n"
+        )
+        line = await hup_and_wait(proxy, "takes effect at the next start")
+        assert "clock-skew-threshold, no-clock-correction changed" in line, line
+        proxy.process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proxy.process.wait(), 10) == 0
+
+
+async def test_a_new_profile_comes_from_the_credentials_file_in_use(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    # The file names another credentials file: that waits for the next start, so a client
+    # added by the same reload needs its profile in the file in use (the one watched).
+    in_use, named = tmp_path / "credentials", tmp_path / "elsewhere"
+    write_credentials(in_use, credentials_text(KEY_ID, SECRET))
+    write_credentials(named, credentials_text(KEY_ID, SECRET) + OTHER)
+    upstream.keys[KEY_C] = SECRET_B
+    config = write_config(
+        tmp_path, f"[proxy]\ncredentials = {in_use}\n[client.a]\ntoken_file = @a\n"
+    )
+    args = ("--listen", "127.0.0.1:0", "--upstream", upstream.url, "--config", str(config))
+    async with command(*args, home=tmp_path) as proxy, aiohttp.ClientSession() as session:
+        (tmp_path / "b.token").write_text(NEW + "\n")
+        config.write_text(
+            f"[proxy]\ncredentials = {named}\n[client.a]\ntoken_file = {tmp_path / 'a.token'}\n"
+            f"[client.b]\ntoken_file = {tmp_path / 'b.token'}\nprofile = other\n"
+        )
+        line = await hup_and_wait(proxy, "config not reloaded")
+        assert f"profile [other] is not in {in_use}" in line, line
+        assert "the credentials file the config now names is read from the next start" in line
+        assert await status(session, proxy, NEW, "/graphql/v1") == 401  # client b: not added
+        assert await status(session, proxy, OLD, "/graphql/v1") == 200
+        proxy.process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proxy.process.wait(), 10) == 0
+
+
+async def test_a_new_profiles_command_runs_while_requests_are_answered(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    # The reload adds a client whose profile's key comes from a slow credential_process: the
+    # proxy answers meanwhile, and the new client is in once the command has printed its key.
+    issuer = KeyCommand(tmp_path / "key-issuer")
+    credentials = tmp_path / "credentials"
+    slow = f"[slow]\ncredential_process = {issuer.line}\n"
+    write_credentials(credentials, credentials_text(KEY_ID, SECRET) + slow)
+    upstream.keys[KEY_B] = SECRET_B
+    config = write_config(tmp_path, "[client.a]\ntoken_file = @a\n")
+    async with (
+        configured(upstream, credentials, config, tmp_path) as proxy,
+        aiohttp.ClientSession() as session,
+    ):
+        issuer.prints(key_json(KEY_B, SECRET_B), sleep=2)
+        (tmp_path / "b.token").write_text(NEW + "\n")
+        config.write_text(
+            f"[client.a]\ntoken_file = {tmp_path / 'a.token'}\n"
+            f"[client.b]\ntoken_file = {tmp_path / 'b.token'}\nprofile = slow\n"
+        )
+        seen = len(proxy.lines)
+        proxy.process.send_signal(signal.SIGHUP)
+        await wait_for(lambda: issuer.runs == 1)
+        began = time.monotonic()
+        assert await status(session, proxy, OLD, "/graphql/v1") == 200
+        assert time.monotonic() - began < 1, "the reload held up the request"
+        await logged(proxy, "config reloaded", seen)
+        assert await status(session, proxy, NEW, "/graphql/v1") == 200
+        assert key_of(upstream.last().header("Authorization")) == KEY_B
         proxy.process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proxy.process.wait(), 10) == 0

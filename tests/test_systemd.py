@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -16,8 +17,9 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 from conftest import KEY_ID, SECRET_B64, write_credentials
-from fake_upstream import FakeUpstream
+from fake_upstream import FakeUpstream, Received
 from test_cli import base_env
 
 from proxy.serve.activation import activated
@@ -147,10 +149,10 @@ class Manager:
         self.sock.setblocking(False)
         self.messages: list[str] = []
 
-    async def until(self, field: str, timeout: float = 10) -> None:
+    async def until(self, field: str, timeout: float = 10, count: int = 1) -> None:
         loop = asyncio.get_running_loop()
         deadline = time.monotonic() + timeout
-        while not any(field in m.split("\n") for m in self.messages):
+        while sum(field in m.split("\n") for m in self.messages) < count:
             left = deadline - time.monotonic()
             assert left > 0, f"no {field} in {self.messages}"
             data = await asyncio.wait_for(loop.sock_recv(self.sock, 4096), left)
@@ -186,6 +188,7 @@ async def test_the_service_manager_hears_ready_reloading_stopping_and_watchdog_p
         await asyncio.sleep(0.5)
         process.send_signal(signal.SIGHUP)
         await manager.until("RELOADING=1")
+        await manager.until("READY=1", count=2)  # (the reload runs while requests are served)
         process.send_signal(signal.SIGTERM)
         await manager.until("STOPPING=1")
         assert await asyncio.wait_for(process.wait(), 10) == 0
@@ -202,6 +205,54 @@ async def test_the_service_manager_hears_ready_reloading_stopping_and_watchdog_p
     assert events[1:reloading].count("WATCHDOG=1") >= 2, events
     reload = next(m for m in manager.messages if "RELOADING=1" in m.split("\n"))
     assert "MONOTONIC_USEC=" in reload
+
+
+async def test_a_sighup_while_stopping_is_ignored(
+    home: Path, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    # Once STOPPING=1 is sent, the manager must hear no RELOADING=1 or READY=1: a SIGHUP
+    # during the drain reloads nothing, and says so.
+    arrived = asyncio.Event()
+
+    async def respond(request: web.Request, received: Received) -> web.StreamResponse:
+        arrived.set()
+        await asyncio.sleep(1.5)
+        return web.json_response({"data": {}})
+
+    upstream.respond = respond
+    manager = Manager(tmp_path / "notify")
+    port = free_port()
+    environ = base_env(home) | {"NOTIFY_SOCKET": str(tmp_path / "notify")}
+    with (tmp_path / "log").open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "proxy", "serve", "--listen", f"127.0.0.1:{port}",
+            "--upstream", upstream.url, env=environ, stderr=log,
+        )  # fmt: skip
+    try:
+        await manager.until("READY=1")
+        async with aiohttp.ClientSession() as session:
+            in_flight = asyncio.create_task(post(session, f"http://127.0.0.1:{port}/graphql/v1"))
+            await asyncio.wait_for(arrived.wait(), 5)
+            process.send_signal(signal.SIGTERM)
+            await manager.until("STOPPING=1")
+            process.send_signal(signal.SIGHUP)
+            assert await asyncio.wait_for(in_flight, 10) == 200  # the drain went on
+        assert await asyncio.wait_for(process.wait(), 10) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    with contextlib.suppress(BlockingIOError):
+        while True:  # whatever else was sent, up to the exit
+            manager.messages.append(manager.sock.recv(4096).decode())
+    events = [
+        line
+        for message in manager.messages
+        for line in message.split("\n")
+        if line in ("READY=1", "RELOADING=1", "STOPPING=1")
+    ]
+    assert events == ["READY=1", "STOPPING=1"], events
+    assert "SIGHUP while shutting down: ignored" in (tmp_path / "log").read_text()
 
 
 async def test_with_workers_ready_waits_until_every_worker_listens(

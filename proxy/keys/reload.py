@@ -21,6 +21,7 @@ EXPIRY_MARGIN = 300.0  # a command's key is renewed this long before it expires
 RETRY_AFTER = 10.0  # after a failed renewal of an expiring key, the next try
 SETTLE = 0.2  # a changed file is read again this much later; it must read the same
 VERIFY_TIMEOUT = 30.0
+_UNSEEN: Stamp = (-1, -1, -1)  # no file's state: the next look sees a change
 
 
 def _stamp(path: Path) -> Stamp:
@@ -64,6 +65,11 @@ class CredentialsWatcher:
         self.settle = SETTLE
         # Asks the API with a key: True accepted, False refused, None could not tell.
         self.verify: Callable[[Credentials], Coroutine[Any, Any, bool | None]] | None = None
+
+    def forget_file(self) -> None:
+        """The key in use was not read from the file as it is now (a worker started again
+        with its parent's older copy): the next look reads the file, whatever its state."""
+        self._stamp = _UNSEEN
 
     @property
     def watches_file(self) -> bool:

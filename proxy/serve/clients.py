@@ -48,20 +48,31 @@ class Client:
         return self.name or "-"
 
 
-def load_profiles(settings: Settings, environ: Mapping[str, str]) -> dict[str, Credentials]:
-    """Every profile the proxy signs with, loaded now: a missing one stops the start."""
-    if not settings.clients:
-        return {settings.profile: load_credentials(settings.credentials, settings.profile, environ)}
-    present = [key for key in (ACCESS_KEY_ID, SECRET_ACCESS_KEY) if environ.get(key, "").strip()]
-    if present:
-        # They would override every client's profile with one key: not what clients are for.
-        raise CredentialsError(
-            f"{' and '.join(present)} set in the environment would replace the key of every "
-            f"[client.NAME] profile; unset {'it' if len(present) == 1 else 'them'} and keep "
-            f"the keys in {settings.credentials}"
-        )
-    names = dict.fromkeys(client.profile for client in settings.clients)
-    return {name: load_credentials(settings.credentials, name, environ) for name in names}
+def load_profiles(
+    settings: Settings,
+    environ: Mapping[str, str],
+    known: Mapping[str, Credentials] | None = None,
+) -> dict[str, Credentials]:
+    """Every profile the proxy signs with, loaded now: a missing one stops the start (or is
+    refused by a reload, which checks the same). ``known``: keys already in use, by profile,
+    taken as they are rather than read again."""
+    names = [settings.profile]
+    if settings.clients:
+        present = [k for k in (ACCESS_KEY_ID, SECRET_ACCESS_KEY) if environ.get(k, "").strip()]
+        if present:
+            # They would override every client's profile with one key: not what clients are for.
+            raise CredentialsError(
+                f"{' and '.join(present)} set in the environment would replace the key of "
+                f"every [client.NAME] profile; unset {'it' if len(present) == 1 else 'them'} "
+                f"and keep the keys in {settings.credentials}"
+            )
+        names = list(dict.fromkeys(client.profile for client in settings.clients))
+    known = known or {}
+    path = settings.credentials
+    return {
+        name: known[name] if name in known else load_credentials(path, name, environ)
+        for name in names
+    }
 
 
 class Clients:

@@ -20,6 +20,7 @@ from ..config.settings import Settings
 from ..errors import ConfigError
 from ..ops.notify import Notifier
 from .activation import activated, check_exposure
+from .forked import EXIT_CONFIG, Latest, Listening, worker_main
 from .workers import Profiles, run, serve
 
 log = logging.getLogger("proxy")
@@ -29,7 +30,6 @@ log = logging.getLogger("proxy")
 BACKOFF = (0.5, 1.0, 2.0, 5.0)
 EARLY = 10.0
 GIVE_UP = 4
-EXIT_CONFIG = 2  # a configuration error: no restart mends it
 # (By name: Windows has no SIGHUP, and this module is loaded there too.)
 _SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
 
@@ -77,8 +77,9 @@ def serve_workers(
     """Fork ``--workers`` processes that each listen on the same port with SO_REUSEPORT, so
     the kernel spreads connections over them; forward signals to them; wait for them all.
 
-    A worker that dies is started again (see BACKOFF). Each worker has its own upstream
-    pool, credential watcher and metrics.
+    A worker that dies is started again (see BACKOFF), with the configuration as of the last
+    SIGHUP and the keys as the files hold them then. Each worker has its own upstream pool,
+    credential watcher and metrics.
     """
     if not hasattr(os, "fork") or not hasattr(socket, "SO_REUSEPORT"):
         raise ConfigError("--workers above 1 needs Linux or another system with SO_REUSEPORT")
@@ -95,6 +96,8 @@ def serve_workers(
             "choose another address with --listen"
         ) from None
     settings = replace(settings, listen=Listen(settings.listen.host, port))
+    latest = Latest(settings, credentials, reread)  # what a worker started later gets
+    parent = os.getpid()  # the workers' parent: when their getppid() differs, it is gone
     # The workers' metrics, added up by whichever answers a scrape.
     shared = Path(tempfile.mkdtemp(prefix="remoteit-proxy-metrics-"))
     children: dict[int, int] = {}  # pid: worker number
@@ -114,17 +117,18 @@ def serve_workers(
         try:
             if stopping:
                 return
+            again = worker in started
             pid = os.fork()
             if pid == 0:  # a worker: serve until signalled, then leave without the cleanup
-                # Its own handlers come with serve(); until then a SIGHUP must not kill it.
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                signal.signal(signal.SIGHUP, signal.SIG_IGN)
-                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+                # Its own handlers come with serve(), which lets a SIGHUP through then: one
+                # sent meanwhile waits (the config it was given may predate it), none kills it.
+                signal.pthread_sigmask(signal.SIG_SETMASK, {*blocked, signal.SIGHUP})
                 holder.close()
                 os.close(listening)
-                told = _Listening(says_listening, worker)
-                os._exit(_worker(settings, credentials, worker, reread, shared, told))
+                told = Listening(says_listening, worker)
+                os._exit(worker_main(latest, worker, again, parent, shared, told))
             children[pid], started[worker] = worker, time.monotonic()
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
@@ -134,9 +138,14 @@ def serve_workers(
         if signum in (signal.SIGINT, signal.SIGTERM):
             stopping = True
             notifier.stopping()
+        elif stopping:  # SIGHUP
+            log.info("SIGHUP while shutting down: ignored, nothing is reloaded")
+            return
         for child in children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signum)
+        if signum == signal.SIGHUP:
+            latest.sighup()  # for the workers started later
 
     for signum in _SIGNALS:
         signal.signal(signum, relay)
@@ -213,46 +222,8 @@ def after_death(code: int, lived: float, early: int) -> tuple[int, float | None]
     return early, BACKOFF[min(early, len(BACKOFF)) - 1]
 
 
-class _Listening(Notifier):
-    """A worker's notifier: its first ``ready`` tells the parent, over a pipe, that this
-    worker listens (the parent alone speaks to the service manager)."""
-
-    def __init__(self, fd: int, worker: int) -> None:
-        super().__init__({})
-        self._fd: int | None = fd
-        self._worker = worker
-
-    def ready(self, status: str) -> None:
-        if self._fd is None:
-            return  # a reload's READY=1: the parent's own business
-        with contextlib.suppress(OSError):
-            os.write(self._fd, b"%d\n" % self._worker)
-        os.close(self._fd)
-        self._fd = None
-
-
 def _pings(notifier: Notifier) -> None:
     assert notifier.watchdog is not None
     while True:
         notifier.ping()
         time.sleep(notifier.watchdog)
-
-
-def _worker(
-    settings: Settings,
-    credentials: Profiles,
-    worker: int,
-    reread: Callable[[], Settings] | None,
-    shared: Path,
-    notifier: Notifier,
-) -> int:
-    """A worker process's life, as its exit code."""
-    try:
-        run(serve(settings, credentials, worker, notifier, reread=reread, metrics_dir=shared))
-    except ConfigError as exc:
-        log.error("worker %d (pid %d): %s", worker, os.getpid(), exc)
-        return EXIT_CONFIG
-    except BaseException:
-        log.exception("worker %d (pid %d) failed", worker, os.getpid())
-        return 1
-    return 0

@@ -37,42 +37,77 @@ async def serve(
     activated: Sequence[Activated] = (),
     reread: Callable[[], Settings] | None = None,
     metrics_dir: Path | None = None,
+    parent: int | None = None,
+    stale_keys: bool = False,
 ) -> None:
     """Run the proxy until SIGINT or SIGTERM, then let in-flight requests finish.
 
     ``worker`` is this process's number (1 to --workers) when there are several, else 0;
     ``notifier`` tells the service manager (systemd) how it goes; ``activated``: the sockets
     it passed, served instead of --listen; ``reread`` reads the configuration again (SIGHUP);
-    ``metrics_dir``: where the workers publish their numbers for one another's scrapes.
+    ``metrics_dir``: where the workers publish their numbers for one another's scrapes;
+    ``parent``: a worker's parent's pid, taken before the fork (when it is gone, so is the
+    service); ``stale_keys``: the keys were not read from the files as they are now (the
+    watchers read them at their first look).
     """
     service = ProxyService(
         settings, credentials, reuse_port=settings.workers > 1, activated=activated
     )
+    if stale_keys:
+        for watcher in service.clients.watchers.values():
+            watcher.forget_file()
     notifier = notifier or Notifier({})
     stop = service.stopping
     loop = asyncio.get_running_loop()
-    if worker:
+    if parent is not None:
         # One worker asked to quit (POST /-/quitquitquit) stops the service: the parent is
-        # told, and tells every worker.
+        # told, and tells every worker. (Its pid as forked: after its death getppid() is
+        # whichever process adopted the worker, not one to signal.)
         def quit_all(why: str) -> None:
             service.quit(why)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(os.getppid(), signal.SIGTERM)
+            if os.getppid() == parent:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(parent, signal.SIGTERM)
 
         service.state.quit = quit_all
     status = ""
+    in_turn = asyncio.Lock()  # one reload at a time, in the order the signals came
+    reloads: set[asyncio.Task[None]] = set()
+
+    async def reloaded() -> None:
+        async with in_turn:
+            if stop.is_set():
+                return
+            notifier.reloading()
+            try:
+                watchers = set(service.clients.watchers.values())
+                if reread is not None:
+                    await reconfigure(service, reread)  # whole and valid, or not at all
+                # Each key is read again in the background; a new profile's was just read.
+                for watcher in service.clients.watchers.values():
+                    if watcher in watchers:
+                        watcher.request("SIGHUP")
+            finally:
+                # The manager must not be left waiting in "reloading"; after STOPPING=1 it
+                # hears nothing more of the reload.
+                if not stop.is_set():
+                    notifier.ready(status)
+
+    early = False  # a SIGHUP came before the proxy listened
 
     def reload() -> None:
-        if not service.addresses:
-            log.info("SIGHUP before the proxy listens: nothing to reload yet")
+        nonlocal early
+        if stop.is_set():
+            log.info("SIGHUP while shutting down: ignored, nothing is reloaded")
             return
-        notifier.reloading()
-        try:
-            if reread is not None:
-                reconfigure(service, reread)  # whole and valid, or not at all
-            service.clients.reload("SIGHUP")  # each key is read again in the background
-        finally:
-            notifier.ready(status)  # the manager must not be left waiting in "reloading"
+        if not service.addresses:
+            # (A worker started again may have been given the config a moment before it.)
+            log.info("SIGHUP before the proxy listens: the config is read again once it does")
+            early = True
+            return
+        task = loop.create_task(reloaded())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
 
     # Before the start-up line: whoever reads it may signal at once, and the default action
     # of SIGTERM would end the process without draining (exit -15 instead of 0).
@@ -81,6 +116,8 @@ async def serve(
         loop.add_signal_handler(signal.SIGINT, stop.set)
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGHUP, reload)
+        # A worker is forked with SIGHUP blocked (supervisor.py): one sent since, now handled.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
     addresses = await service.start()
     status = f"listening on {', '.join(addresses)}, forwarding to {settings.upstream}"
     log.info(
@@ -99,15 +136,20 @@ async def serve(
             settings.listen,
         )
     notifier.ready(status)
+    if early:
+        reload()
     pings = asyncio.create_task(_watchdog(notifier)) if notifier.watchdog else None
     if metrics_dir is not None:
         shared = SharedMetrics(metrics_dir, worker, service.metrics)
         service.state.scrape = shared.render
-        publishing = asyncio.create_task(_publish(shared, service))
+        publishing = asyncio.create_task(_publish(shared, service, parent))
     try:
         await stop.wait()
     finally:
         notifier.stopping()
+        for task in list(reloads):  # a reload still reading the file is not applied
+            task.cancel()
+        await asyncio.gather(*reloads, return_exceptions=True)
         log.info(
             "shutting down: finishing requests in flight (up to %gs)", settings.shutdown_timeout
         )
@@ -119,13 +161,12 @@ async def serve(
         log.info("stopped")
 
 
-async def _publish(shared: SharedMetrics, service: ProxyService) -> None:
+async def _publish(shared: SharedMetrics, service: ProxyService, parent: int | None) -> None:
     """This worker's numbers for the others' scrapes, about once a second; and a worker whose
     parent is gone (killed: it could not stop them) stops too, not to serve on alone."""
-    parent = os.getppid()
     while True:
         shared.publish()
-        if os.getppid() != parent:
+        if parent is not None and os.getppid() != parent:
             service.quit("the parent process is gone")
             return
         await asyncio.sleep(PUBLISH)
