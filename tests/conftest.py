@@ -36,6 +36,17 @@ def write_credentials(path: Path, text: str) -> Path:
 
 
 @pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """A HOME whose ~/.remoteit/credentials holds the test key (for a real process's env)."""
+    (tmp_path / ".remoteit").mkdir()
+    write_credentials(
+        tmp_path / ".remoteit" / "credentials",
+        f"[DEFAULT]\nR3_ACCESS_KEY_ID={KEY_ID}\nR3_SECRET_ACCESS_KEY={SECRET_B64}\n",
+    )
+    return tmp_path
+
+
+@pytest.fixture
 def credentials_file(tmp_path: Path) -> Path:
     return write_credentials(
         tmp_path / "credentials",

@@ -22,7 +22,7 @@ import aiohttp
 import pytest
 from aiohttp import web_protocol
 from aiohttp.http_parser import HttpRequestParserPy
-from conftest import KEY_ID, SECRET_B64, ProxyClient, ProxyFactory, write_credentials
+from conftest import KEY_ID, ProxyClient, ProxyFactory
 from fake_upstream import FakeUpstream, Received
 from test_cli import base_env, run_failing, running_proxy
 from yarl import URL
@@ -292,16 +292,6 @@ async def test_token_file_with_trailing_newline(
         assert await json_error(refused) == (401, "unauthorized")
     assert len(upstream.received) == 1
     assert_token_not_forwarded(upstream.received[0])
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    (tmp_path / ".remoteit").mkdir()
-    write_credentials(
-        tmp_path / ".remoteit" / "credentials",
-        f"[DEFAULT]\nR3_ACCESS_KEY_ID={KEY_ID}\nR3_SECRET_ACCESS_KEY={SECRET_B64}\n",
-    )
-    return tmp_path
 
 
 @pytest.mark.parametrize("content", [None, "", "\n  \n"], ids=["missing", "empty", "blank"])

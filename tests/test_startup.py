@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from conftest import KEY_ID, SECRET_B64, write_credentials
 from fake_upstream import FakeUpstream
 from test_cli import base_env
 
@@ -40,14 +39,9 @@ def imports(home: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], s
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Path:
-    (tmp_path / ".remoteit").mkdir()
-    write_credentials(
-        tmp_path / ".remoteit" / "credentials",
-        f"[DEFAULT]\nR3_ACCESS_KEY_ID={KEY_ID}\nR3_SECRET_ACCESS_KEY={SECRET_B64}\n",
-    )
-    (tmp_path / "query.json").write_text('{"query":"{ login { email } }"}')
-    return tmp_path
+def query(home: Path) -> Path:
+    (home / "query.json").write_text('{"query":"{ login { email } }"}')
+    return home / "query.json"
 
 
 def heavy(modules: set[str]) -> list[str]:
@@ -55,8 +49,8 @@ def heavy(modules: set[str]) -> list[str]:
 
 
 @pytest.mark.parametrize("output", ["headers", "curl", "json"])
-def test_sign_imports_nothing_it_does_not_use(home: Path, output: str) -> None:
-    data = str(home / "query.json")
+def test_sign_imports_nothing_it_does_not_use(home: Path, query: Path, output: str) -> None:
+    data = str(query)
     done, modules = loaded(home, "sign", "/graphql/v1", "--data-file", data, "--format", output)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Signature keyId" in done.stdout

@@ -18,7 +18,6 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import KEY_ID, SECRET_B64, write_credentials
 from fake_upstream import FakeUpstream, Received
 from test_cli import base_env
 
@@ -43,16 +42,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    (tmp_path / ".remoteit").mkdir()
-    write_credentials(
-        tmp_path / ".remoteit" / "credentials",
-        f"[DEFAULT]\nR3_ACCESS_KEY_ID={KEY_ID}\nR3_SECRET_ACCESS_KEY={SECRET_B64}\n",
-    )
-    return tmp_path
 
 
 async def post(session: aiohttp.ClientSession, url: str) -> int:
